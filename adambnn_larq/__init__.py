@@ -1,0 +1,37 @@
+"""AdamBNN in Larq: ReActNet-A, the two-step Adam recipe, and LCE deployment.
+
+Importing this package selects Keras 2 (``tf_keras``) for TensorFlow, which larq needs; import
+it before anything imports TensorFlow, or set ``TF_USE_LEGACY_KERAS=1`` yourself. The public
+names below are imported on first use, so ``import adambnn_larq`` itself is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from adambnn_larq._compat import ensure_legacy_keras
+
+ensure_legacy_keras()
+
+__version__ = "0.1.0"
+
+_LAZY_ATTRIBUTES = {
+    "ReActNetA": "adambnn_larq.models",
+    "ReActNetSmall": "adambnn_larq.models",
+    "binary_conv_layers": "adambnn_larq.models",
+    "load_model": "adambnn_larq.saving",
+    "save_model": "adambnn_larq.saving",
+}
+
+__all__ = sorted(_LAZY_ATTRIBUTES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_ATTRIBUTES:
+        return getattr(importlib.import_module(_LAZY_ATTRIBUTES[name]), name)
+    raise AttributeError(f"module 'adambnn_larq' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY_ATTRIBUTES])

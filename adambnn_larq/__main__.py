@@ -1,0 +1,5 @@
+import sys
+
+from adambnn_larq.cli import main
+
+sys.exit(main())

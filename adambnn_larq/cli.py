@@ -1,0 +1,112 @@
+"""The ``adambnn`` command line: one subcommand per task, each defined next to its code.
+
+Every module in `COMMAND_MODULES` provides ``add_commands(subparsers)``; a subcommand sets
+``func(args) -> int`` as its handler. TensorFlow is imported only when a command runs, so
+``adambnn --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+COMMAND_MODULES: tuple[str, ...] = ("adambnn_larq.cli",)
+
+VARIANTS = ("reactnet_a", "reactnet_small")
+
+
+class CommandError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments that choose a ReActNet variant (shared by several commands)."""
+    parser.add_argument("--variant", choices=VARIANTS, default="reactnet_a")
+    parser.add_argument(
+        "--step",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="1: binary activations, real weights; 2: binary weights too",
+    )
+    parser.add_argument(
+        "--input-size", type=int, default=None, help="square input size (default 224 / 28)"
+    )
+    parser.add_argument("--channels", type=int, default=None, help="input channels (default 3 / 1)")
+    parser.add_argument("--num-classes", type=int, default=None, help="default 1000 / 10")
+    parser.add_argument("--width-multiplier", type=float, default=0.25, help="reactnet_small only")
+    parser.add_argument("--num-downsamplings", type=int, default=2, help="reactnet_small only")
+
+
+def build_model_from_args(args: argparse.Namespace):
+    """Build the variant that `add_model_arguments` describes."""
+    import adambnn_larq as ab
+
+    binary = args.step == 2
+    if args.variant == "reactnet_a":
+        size, channels, classes = args.input_size or 224, args.channels or 3, args.num_classes
+        return ab.ReActNetA(
+            input_shape=(size, size, channels), num_classes=classes or 1000, binary_weights=binary
+        )
+    size, channels, classes = args.input_size or 28, args.channels or 1, args.num_classes
+    return ab.ReActNetSmall(
+        input_shape=(size, size, channels),
+        num_classes=classes or 10,
+        binary_weights=binary,
+        width_multiplier=args.width_multiplier,
+        num_downsamplings=args.num_downsamplings,
+    )
+
+
+def _summary(args: argparse.Namespace) -> int:
+    import larq as lq
+
+    try:
+        model = build_model_from_args(args)
+    except ValueError as error:
+        raise CommandError(str(error)) from error
+    lq.models.summary(model, print_fn=print)
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "summary", help="print larq's model summary (binary/float parameters, memory, MACs)"
+    )
+    add_model_arguments(parser)
+    parser.set_defaults(func=_summary)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adambnn",
+        description="AdamBNN in Larq: train ReActNet-A with two-step Adam, convert with LCE, "
+        "verify and benchmark.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``adambnn`` console script."""
+    # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is noise on a terminal.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CommandError as error:
+        print(f"adambnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"adambnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
