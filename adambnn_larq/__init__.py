@@ -20,6 +20,7 @@ _LAZY_ATTRIBUTES = {
     "ReActNetA": "adambnn_larq.models",
     "ReActNetSmall": "adambnn_larq.models",
     "binary_conv_layers": "adambnn_larq.models",
+    "SmallTeacher": "adambnn_larq.teachers",
     "load_model": "adambnn_larq.saving",
     "save_model": "adambnn_larq.saving",
 }

@@ -56,7 +56,7 @@ def _bn(name: str) -> tf.keras.layers.BatchNormalization:
     return tf.keras.layers.BatchNormalization(name=name, **_BN_KWARGS)
 
 
-def _binary_conv(filters, kernel_size, strides, binary_weights, initializer, name):
+def _binary_conv(filters, kernel_size, strides, binary_weights, initializer, name, activations):
     return lq.layers.QuantConv2D(
         filters,
         kernel_size,
@@ -66,7 +66,7 @@ def _binary_conv(filters, kernel_size, strides, binary_weights, initializer, nam
         padding="same",
         pad_values=0.0,
         use_bias=False,
-        input_quantizer="approx_sign",
+        input_quantizer="approx_sign" if activations else None,
         kernel_quantizer=kernel_quantizer(binary=binary_weights, kernel_size=kernel_size),
         kernel_initializer=initializer,
         name=name,
@@ -90,6 +90,7 @@ def reactnet_block(
     stride: int,
     binary_weights: bool,
     name: str,
+    binary_activations: bool = True,
     kernel_initializer=None,
 ) -> tf.Tensor:
     """One ReActNet-A block from C = ``x.shape[-1]`` to P in {C, 2C} channels (SPEC §2).
@@ -104,6 +105,8 @@ def reactnet_block(
         stride: 1 or 2.
         binary_weights: binary (step-2) or real-valued (step-1) conv weights.
         name: prefix of every layer of the block.
+        binary_activations: binarize the conv inputs (False only for float baselines and the
+            weights-first ablation).
         kernel_initializer: conv kernel initializer; None or "reference" for the reference's.
 
     Returns:
@@ -123,7 +126,9 @@ def reactnet_block(
 
     shortcut = x
     y = RSign(name=f"{name}_rsign1")(x)
-    y = _binary_conv(channels, 3, stride, binary_weights, init(), f"{name}_conv3x3")(y)
+    y = _binary_conv(
+        channels, 3, stride, binary_weights, init(), f"{name}_conv3x3", binary_activations
+    )(y)
     y = _bn(f"{name}_bn1")(y)
     if stride == 2:
         shortcut = tf.keras.layers.AveragePooling2D(2, name=f"{name}_pool")(shortcut)
@@ -132,13 +137,23 @@ def reactnet_block(
 
     a = RSign(name=f"{name}_rsign2")(y)
     if out_channels == channels:
-        z = _binary_conv(channels, 1, 1, binary_weights, init(), f"{name}_conv1x1")(a)
+        z = _binary_conv(
+            channels, 1, 1, binary_weights, init(), f"{name}_conv1x1", binary_activations
+        )(a)
         z = _bn(f"{name}_bn2")(z)
         out = tf.keras.layers.Add(name=f"{name}_add2")([z, y])
     else:
         branches = []
         for branch in (1, 2):
-            z = _binary_conv(channels, 1, 1, binary_weights, init(), f"{name}_conv1x1_{branch}")(a)
+            z = _binary_conv(
+                channels,
+                1,
+                1,
+                binary_weights,
+                init(),
+                f"{name}_conv1x1_{branch}",
+                binary_activations,
+            )(a)
             z = _bn(f"{name}_bn2_{branch}")(z)
             branches.append(tf.keras.layers.Add(name=f"{name}_add2_{branch}")([z, y]))
         out = tf.keras.layers.Concatenate(name=f"{name}_concat")(branches)
@@ -154,6 +169,7 @@ def _reactnet(
     num_classes: int,
     include_top: bool,
     binary_weights: bool,
+    binary_activations: bool,
     kernel_initializer,
     weights: str | None,
     name: str,
@@ -187,6 +203,7 @@ def _reactnet(
             channels[index],
             stride=2 if index in reduction_blocks else 1,
             binary_weights=binary_weights,
+            binary_activations=binary_activations,
             kernel_initializer=kernel_initializer,
             name=f"block{index}",
         )
@@ -213,6 +230,7 @@ def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
     include_top: bool = True,
     weights: str | None = None,
     binary_weights: bool = True,
+    binary_activations: bool = True,
     kernel_initializer=None,
 ) -> tf.keras.Model:
     """ReActNet-A, the network of the AdamBNN paper (official PyTorch ``reactnet`` port).
@@ -238,6 +256,8 @@ def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
         weights: None (random init) or the path of a weights file of the same architecture.
         binary_weights: True for the step-2 network (binary weights and activations); False for
             the step-1 network (binary activations, real weights), which has the same variables.
+        binary_activations: False gives real-valued activations: with ``binary_weights=False``
+            the float baseline of the same architecture, with True the weights-first ablation.
         kernel_initializer: None/"reference" for the reference's init, or any Keras initializer.
 
     Returns:
@@ -256,9 +276,10 @@ def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
         num_classes=num_classes,
         include_top=include_top,
         binary_weights=binary_weights,
+        binary_activations=binary_activations,
         kernel_initializer=kernel_initializer,
         weights=weights,
-        name="reactnet_a" if binary_weights else "reactnet_a_step1",
+        name=_model_name("reactnet_a", binary_weights, binary_activations),
     )
 
 
@@ -280,6 +301,7 @@ def ReActNetSmall(  # noqa: N802 (Keras/larq-zoo builder naming)
     binary_weights: bool = True,
     width_multiplier: float = 0.25,
     num_downsamplings: int = 2,
+    binary_activations: bool = True,
     kernel_initializer=None,
 ) -> tf.keras.Model:
     """ReActNet-A's 13 blocks for small images (28-64 px: MNIST, Fashion-MNIST, CIFAR-10).
@@ -300,6 +322,7 @@ def ReActNetSmall(  # noqa: N802 (Keras/larq-zoo builder naming)
         binary_weights: step-2 (True) or step-1 (False) network.
         width_multiplier: scales all channel counts (0.25 → 8 stem channels, 256 at the end).
         num_downsamplings: 0-4 stride-2 reduction blocks, taken in network order.
+        binary_activations: as in `ReActNetA`.
         kernel_initializer: as in `ReActNetA`.
 
     Returns:
@@ -315,16 +338,29 @@ def ReActNetSmall(  # noqa: N802 (Keras/larq-zoo builder naming)
         num_classes=num_classes,
         include_top=include_top,
         binary_weights=binary_weights,
+        binary_activations=binary_activations,
         kernel_initializer=kernel_initializer,
         weights=weights,
-        name="reactnet_small" if binary_weights else "reactnet_small_step1",
+        name=_model_name("reactnet_small", binary_weights, binary_activations),
     )
 
 
+def _model_name(base: str, binary_weights: bool, binary_activations: bool) -> str:
+    if binary_weights and binary_activations:
+        return base
+    if binary_activations:
+        return f"{base}_step1"
+    return f"{base}_binary_weights_only" if binary_weights else f"{base}_float"
+
+
 def binary_conv_layers(model: tf.keras.Model) -> list[lq.layers.QuantConv2D]:
-    """The convs of ``model`` with binarized inputs (31 in ReActNet-A), in network order."""
+    """The block convs of ``model`` (31 in ReActNet-A), in network order.
+
+    These are the layers whose latent weights the paper's statistics (FF ratio, C2I, CAM) are
+    about; they are binary in step 2 and real-valued, with binary inputs, in step 1.
+    """
     return [
         layer
         for layer in model.layers
-        if isinstance(layer, lq.layers.QuantConv2D) and layer.input_quantizer is not None
+        if isinstance(layer, lq.layers.QuantConv2D) and layer.name.startswith("block")
     ]
