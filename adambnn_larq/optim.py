@@ -1,0 +1,131 @@
+"""Optimizers, learning-rate schedules and the weight-decay variable set of the AdamBNN recipe."""
+
+from __future__ import annotations
+
+import math
+
+import larq as lq
+import tensorflow as tf
+
+from adambnn_larq.layers import RPReLU, RSign
+
+_PACKAGE = "adambnn_larq"
+
+
+class _EpochwiseSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that depends only on the (0-based) epoch of the optimizer step."""
+
+    def __init__(self, initial_learning_rate: float, epochs: int, steps_per_epoch: int):
+        if epochs < 1 or steps_per_epoch < 1:
+            raise ValueError(
+                f"epochs ({epochs}) and steps_per_epoch ({steps_per_epoch}) must be >= 1"
+            )
+        self.initial_learning_rate = initial_learning_rate
+        self.epochs = epochs
+        self.steps_per_epoch = steps_per_epoch
+
+    def epoch(self, step) -> tf.Tensor:
+        return tf.math.floordiv(tf.cast(step, tf.int64), self.steps_per_epoch)
+
+    def get_config(self) -> dict:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "epochs": self.epochs,
+            "steps_per_epoch": self.steps_per_epoch,
+        }
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class EpochLinearDecay(_EpochwiseSchedule):
+    r"""The official schedule: constant within an epoch, \(\eta_e = \eta (1 - (e + 1)/E)\).
+
+    Epoch e is 0-based, so the last epoch runs at learning rate 0 (only BatchNorm statistics
+    still move), exactly as the reference's ``LambdaLR(lambda step: 1 - (step + 1) / epochs)``
+    stepped once per epoch.
+
+    Arguments:
+        initial_learning_rate: \(\eta\).
+        epochs: \(E\).
+        steps_per_epoch: optimizer steps in one epoch.
+    """
+
+    def __call__(self, step):
+        fraction = tf.cast(self.epoch(step) + 1, tf.float32) / float(self.epochs)
+        return self.initial_learning_rate * tf.maximum(1.0 - fraction, 0.0)
+
+
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class EpochCosineDecay(_EpochwiseSchedule):
+    r"""Cosine decay held constant within an epoch: \(\eta_e = \eta/2 \, (1 + \cos(\pi e / E))\).
+
+    The usual SGD schedule for BNN baselines; epoch e is 0-based.
+
+    Arguments:
+        initial_learning_rate: \(\eta\).
+        epochs: \(E\).
+        steps_per_epoch: optimizer steps in one epoch.
+    """
+
+    def __call__(self, step):
+        fraction = tf.cast(self.epoch(step), tf.float32) / float(self.epochs)
+        return self.initial_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * fraction))
+
+
+def learning_rate_schedule(
+    name: str, initial_learning_rate: float, *, epochs: int, steps_per_epoch: int
+) -> tf.keras.optimizers.schedules.LearningRateSchedule:
+    """``"linear"`` (the official AdamBNN/ReActNet schedule) or ``"cosine"``."""
+    schedules = {"linear": EpochLinearDecay, "cosine": EpochCosineDecay}
+    if name not in schedules:
+        raise ValueError(f"unknown lr_schedule {name!r}; choose one of {sorted(schedules)}")
+    return schedules[name](initial_learning_rate, epochs, steps_per_epoch)
+
+
+def make_optimizer(
+    name: str,
+    learning_rate,
+    *,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-8,
+    momentum: float = 0.9,
+) -> tf.keras.optimizers.Optimizer:
+    """Adam (the paper) or SGD with momentum (the baseline), without built-in weight decay.
+
+    Weight decay is applied by `adambnn_larq.training.BNNTrainer` on exactly the variables of
+    `decayed_variables`, coupled (L2 in the gradient, PyTorch ``weight_decay``) or decoupled
+    (AdamW-style); Keras' own ``weight_decay`` argument would decay every variable.
+
+    Note: Keras adds ``epsilon`` to \\(\\sqrt{v_t}\\) before bias correction, PyTorch after;
+    with 1e-8 the difference is negligible except for weights whose gradients are ~1e-8.
+    """
+    if name == "adam":
+        return tf.keras.optimizers.Adam(
+            learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon
+        )
+    if name == "sgd":
+        return tf.keras.optimizers.SGD(learning_rate, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'")
+
+
+def latent_variable(variable: tf.Variable) -> tf.Variable:
+    """The trainable tf.Variable behind a larq QuantizedVariable (or the variable itself)."""
+    return getattr(variable, "latent_variable", variable)
+
+
+def decayed_variables(model: tf.keras.Model) -> list[tf.Variable]:
+    """The variables the official recipe decays (SPEC §3), in layer order.
+
+    PyTorch's recipe decays every 4-D tensor and everything named ``conv``: the stem kernel, all
+    binary conv kernels and all RSign/RPReLU shifts (shape (1, C, 1, 1) in PyTorch). Not
+    BatchNorm, PReLU slopes, nor the classifier.
+    """
+    selected = []
+    for layer in model.layers:
+        if isinstance(layer, lq.layers.QuantConv2D):
+            selected.append(latent_variable(layer.kernel))
+        elif isinstance(layer, RSign):
+            selected.append(layer.bias)
+        elif isinstance(layer, RPReLU):
+            selected.extend([layer.shift_in, layer.shift_out])
+    return selected
