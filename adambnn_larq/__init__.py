@@ -21,6 +21,7 @@ _LAZY_ATTRIBUTES = {
     "ReActNetSmall": "adambnn_larq.models",
     "binary_conv_layers": "adambnn_larq.models",
     "SmallTeacher": "adambnn_larq.teachers",
+    "ResNet34": "adambnn_larq.teachers",
     "load_model": "adambnn_larq.saving",
     "save_model": "adambnn_larq.saving",
 }

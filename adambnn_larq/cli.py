@@ -12,10 +12,19 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-COMMAND_MODULES: tuple[str, ...] = ("adambnn_larq.cli",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "adambnn_larq.cli",
+    "converters.pytorch",
+    "adambnn_larq.data",
+    "converters.lce",
+    "converters.benchmark",
+    "adambnn_larq.reports",
+)
 
 VARIANTS = ("reactnet_a", "reactnet_small")
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
 class CommandError(Exception):
@@ -72,12 +81,73 @@ def _summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from adambnn_larq.config import ConfigError, resolve_config
+    from adambnn_larq.training import (
+        TrainingDiverged,
+        configure_cpu_devices,
+        load_recipe,
+        make_strategy,
+        train,
+    )
+
+    try:
+        recipe = load_recipe(args.recipe, smoke=args.smoke)
+        config = resolve_config(recipe, args.overrides, where=f"recipe {args.recipe}")
+    except (ConfigError, FileNotFoundError, ValueError) as error:
+        raise CommandError(str(error)) from error
+    name = Path(args.recipe).stem
+    run_dir = Path(args.run_dir or Path("runs") / (name + ("-smoke" if args.smoke else "")))
+    if args.cpu_devices > 1:
+        configure_cpu_devices(args.cpu_devices)
+    strategy = make_strategy(args.strategy)
+    print(f"recipe {name}: run directory {run_dir} ({strategy.num_replicas_in_sync} replica(s))")
+    try:
+        summary = train(config, run_dir, recipe=name, strategy=strategy, verbose=args.verbose)
+    except (FileNotFoundError, ValueError, TrainingDiverged) as error:
+        raise CommandError(str(error)) from error
+    steps = ", ".join(f"{s['name']} {s['test_accuracy']:.4f}" for s in summary["steps"])
+    print(f"done: test accuracy {steps}; final model {summary['final_model']}")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "summary", help="print larq's model summary (binary/float parameters, memory, MACs)"
     )
     add_model_arguments(parser)
     parser.set_defaults(func=_summary)
+
+    parser = subparsers.add_parser(
+        "train",
+        help="train a recipe (resumes when run again)",
+        description="Train RECIPE (a name in recipes/ or a .py file) with key=value overrides "
+        "of its configuration. Rerunning the same command resumes the run.",
+    )
+    parser.add_argument("recipe", help="recipe name (e.g. adambnn_fashion_mnist) or file")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="configuration overrides, e.g. optimizer=sgd weight_decay=0",
+    )
+    parser.add_argument("--smoke", action="store_true", help="shrink everything to seconds")
+    parser.add_argument("--run-dir", help="default: runs/RECIPE")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="default")
+    parser.add_argument(
+        "--cpu-devices",
+        type=int,
+        default=1,
+        help="split the CPU into N logical devices (for --strategy mirrored)",
+    )
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="Keras progress: 1 bar, 2 a line per epoch, 0 none",
+    )
+    parser.set_defaults(func=_train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +167,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``adambnn`` console script."""
     # TensorFlow's C++ start-up chatter (CUDA probing on CPU machines) is noise on a terminal.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    args = build_parser().parse_args(argv)
+    # AutoGraph's notes about larq's QuantizedVariable and Keras' compile notes are noise too.
+    os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
+    import logging
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`train RECIPE --smoke key=value`).
+    if (
+        extra
+        and hasattr(args, "overrides")
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except CommandError as error:

@@ -40,6 +40,8 @@ def _binary_kernel_initializer(binary_weights: bool, kernel_initializer):
     convs like PyTorch's default ``nn.Conv2d``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
     Called once per layer: a Keras initializer instance reused unseeded repeats its values.
     """
+    if kernel_initializer == "pytorch_default":
+        return pytorch_default_initializer()
     if kernel_initializer not in (None, "reference"):
         return tf.keras.initializers.get(kernel_initializer)
     if binary_weights:
@@ -183,7 +185,7 @@ def _reactnet(
         _check_even(x.shape[2], "stem_conv (width)")
     stem_init = (
         pytorch_default_initializer()
-        if kernel_initializer in (None, "reference")
+        if kernel_initializer in (None, "reference", "pytorch_default")
         else tf.keras.initializers.get(kernel_initializer)
     )
     x = lq.layers.QuantConv2D(
@@ -258,7 +260,9 @@ def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
             the step-1 network (binary activations, real weights), which has the same variables.
         binary_activations: False gives real-valued activations: with ``binary_weights=False``
             the float baseline of the same architecture, with True the weights-first ablation.
-        kernel_initializer: None/"reference" for the reference's init, or any Keras initializer.
+        kernel_initializer: None/"reference" for the reference's init (binary latent weights
+            U[0, 1e-3), all positive), "pytorch_default" for PyTorch's default conv init in every
+            conv (signs random, so C2I is meaningful), or any Keras initializer.
 
     Returns:
         A `tf.keras.Model`.

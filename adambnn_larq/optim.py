@@ -99,12 +99,14 @@ def make_optimizer(
     Note: Keras adds ``epsilon`` to \\(\\sqrt{v_t}\\) before bias correction, PyTorch after;
     with 1e-8 the difference is negligible except for weights whose gradients are ~1e-8.
     """
+    # The fused (legacy) Keras optimizers trace about twice as fast as the new ones on a
+    # 300-variable BNN; their Adam update is the same formula.
     if name == "adam":
-        return tf.keras.optimizers.Adam(
+        return tf.keras.optimizers.legacy.Adam(
             learning_rate, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon
         )
     if name == "sgd":
-        return tf.keras.optimizers.SGD(learning_rate, momentum=momentum)
+        return tf.keras.optimizers.legacy.SGD(learning_rate, momentum=momentum)
     raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'")
 
 

@@ -13,6 +13,14 @@ from typing import Any
 import h5py
 import tensorflow as tf
 
+
+def _default_mode() -> int:
+    """Permissions a plain open() would give (mkstemp's files are private, 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 # Layers whose deserialization runs code (marshalled Python bytecode or arbitrary TF functions
 # named in the file); a model file is data and must never run code to be read.
 _CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
@@ -130,6 +138,7 @@ def save_model(model: tf.keras.Model, path: str | os.PathLike) -> Path:
                 model.save(temporary, include_optimizer=False)
         else:
             model.save(temporary)
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -145,6 +154,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(handle, "w") as file:
             file.write(text)
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -160,6 +170,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

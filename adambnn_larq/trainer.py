@@ -31,8 +31,8 @@ class BNNTrainer(tf.keras.Model):
     - ``"coupled"``: PyTorch's ``weight_decay`` (L2 added to the gradient before Adam's
       moments), implemented as the loss term \\(\\lambda/2 \\sum w^2\\), which is exact and
       replica-safe; any sign of \\(\\lambda\\) works.
-    - ``"decoupled"``: AdamW's \\(w \\leftarrow w - \\eta \\lambda w\\) before the update, through
-      the Keras optimizer's own ``weight_decay`` restricted to the same variables.
+    - ``"decoupled"``: AdamW's \\(w \\leftarrow w - \\eta \\lambda w\\) before the update
+      (with the optimizer's current learning rate), on the same variables.
 
     With ``track_gradients`` (single replica), ``gradient_abs_max`` holds max |dL/dw| per
     binary conv kernel since `reset_gradient_tracking`, and ``gradient_norms`` the last step's
@@ -90,20 +90,6 @@ class BNNTrainer(tf.keras.Model):
                 tf.zeros(len(kernels)), trainable=False, name="gradient_norms"
             )
 
-    def compile(self, optimizer: tf.keras.optimizers.Optimizer, **kwargs) -> None:
-        """Compile with ``optimizer``; in decoupled mode its weight decay is set up here."""
-        if self.weight_decay_mode == "decoupled" and self.weight_decay != 0.0:
-            optimizer.weight_decay = self.weight_decay
-            decayed_ids = {id(latent_variable(v)) for v in self.decayed}
-            optimizer.exclude_from_weight_decay(
-                var_list=[
-                    v
-                    for v in self.student.trainable_variables
-                    if id(latent_variable(v)) not in decayed_ids
-                ]
-            )
-        super().compile(optimizer=optimizer, **kwargs)
-
     @property
     def metrics(self):
         return [self.loss_tracker, self.accuracy]
@@ -132,6 +118,9 @@ class BNNTrainer(tf.keras.Model):
         squares = tf.add_n([tf.reduce_sum(tf.square(v)) for v in self.decayed])
         return 0.5 * self.weight_decay * squares
 
+    # AutoGraph does not know tf_keras as a library and would convert all of Keras' internals
+    # on every layer call (~6x slower tracing); these steps have no tensor-dependent control flow.
+    @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
         images, labels = data
         variables = self.student.trainable_variables
@@ -143,10 +132,23 @@ class BNNTrainer(tf.keras.Model):
         gradients = tape.gradient(total, variables)
         if self.track_gradients:
             self._update_gradient_tracking(variables, gradients)
+        if self.weight_decay_mode == "decoupled" and self.weight_decay != 0.0:
+            self._apply_decoupled_decay()
         self.optimizer.apply_gradients(zip(gradients, variables))
         self.loss_tracker.update_state(loss)
         self.accuracy.update_state(labels, logits)
         return {m.name: m.result() for m in self.metrics}
+
+    def _apply_decoupled_decay(self) -> None:
+        learning_rate = self.optimizer._decayed_lr(tf.float32)
+        factor = learning_rate * self.weight_decay
+
+        def decay(strategy):
+            for variable in self.decayed:
+                strategy.extended.update(variable, lambda v: v.assign_sub(factor * v))
+
+        # A cross-replica update, so mirrored copies of each variable stay identical.
+        tf.distribute.get_replica_context().merge_call(decay)
 
     def _update_gradient_tracking(self, variables, gradients) -> None:
         by_id = {id(latent_variable(v)): g for v, g in zip(variables, gradients)}
@@ -157,6 +159,7 @@ class BNNTrainer(tf.keras.Model):
             norms.append(tf.norm(gradient))
         self.gradient_norms.assign(tf.stack(norms))
 
+    @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
         images, labels = data
         logits = self.student(images, training=False)

@@ -1,0 +1,593 @@
+"""Run a recipe: the optional teacher (stage 0), then the one or two steps of AdamBNN training.
+
+A run directory holds everything a run produces and is what makes it resumable::
+
+    RUN_DIR/config.json          resolved configuration
+    RUN_DIR/summary.json         results, rewritten after every step
+    RUN_DIR/teacher.h5 -> cache  the distillation teacher (small-image recipes)
+    RUN_DIR/step1/, step2/       per step: checkpoints/, best.h5, final.h5, log.csv,
+                                 tensorboard/, analysis/, result.json (the step is finished)
+
+Killed at any moment, the same command continues from the last finished epoch: the
+checkpoint holds the model, the optimizer state (moments, iteration count, hence the
+learning-rate schedule) and the epoch; the data order and augmentation of every epoch are a
+pure function of (seed, epoch). A step with a ``result.json`` is never rerun.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from adambnn_larq.cli import STRATEGIES
+from adambnn_larq.config import TrainConfig
+from adambnn_larq.models import ReActNetA, ReActNetSmall
+from adambnn_larq.optim import learning_rate_schedule, make_optimizer
+from adambnn_larq.saving import atomic_write_text, load_model, save_model
+from adambnn_larq.teachers import SmallTeacher
+from adambnn_larq.trainer import BNNTrainer
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One training step of a schedule."""
+
+    name: str
+    binary_weights: bool
+    binary_activations: bool
+    weight_decay: float
+    init_from: str | None  # name of the step whose best weights start this one
+
+
+def schedule_steps(config: TrainConfig) -> list[Step]:
+    """The steps of ``config.schedule``: two-step (activations first), one-step, or the
+    weights-first ablation of the paper (binary weights first, then activations)."""
+    if config.schedule == "one-step":
+        return [Step("step1", True, True, config.weight_decay, None)]
+    if config.schedule == "two-step":
+        first = Step("step1", False, True, config.weight_decay, None)
+    else:
+        first = Step("step1", True, False, config.weight_decay, None)
+    return [first, Step("step2", True, True, config.weight_decay_step2, "step1")]
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """TensorFlow's distribution strategy by name (``default`` is the single-device one)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0)
+
+
+def _input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
+    height, width, channels = info.input_shape
+    if config.input_size is not None:
+        height = width = config.input_size
+    return (height, width, channels)
+
+
+def build_student(config: TrainConfig, info, step: Step) -> tf.keras.Model:
+    """The network of ``step`` for ``config`` and the dataset ``info``."""
+    common = {
+        "input_shape": _input_shape(config, info),
+        "num_classes": info.num_classes,
+        "binary_weights": step.binary_weights,
+        "binary_activations": step.binary_activations,
+        "kernel_initializer": config.kernel_initializer,
+    }
+    if config.model == "reactnet_a":
+        return ReActNetA(**common)
+    return ReActNetSmall(
+        width_multiplier=config.width_multiplier,
+        num_downsamplings=config.num_downsamplings,
+        **common,
+    )
+
+
+class _EpochReport(tf.keras.callbacks.Callback):
+    """Stops on a non-finite loss, naming where, and measures throughput."""
+
+    def __init__(self, stage: str, batch_size: int):
+        super().__init__()
+        self.stage = stage
+        self.batch_size = batch_size
+        self.epoch = 0
+        self.started = 0.0
+        self.batches = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.batches, self.started = epoch, 0, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches = batch + 1
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(
+                f"{self.stage}: loss became {float(loss)} at epoch {self.epoch + 1}, step "
+                f"{batch + 1}; the last good checkpoint is kept. Lower the learning rate or "
+                "check the data."
+            )
+
+    @property
+    def images_per_second(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.batches * self.batch_size / max(elapsed, 1e-9)
+
+
+def _datasets(config: TrainConfig, info):
+    from adambnn_larq import data
+
+    def train_dataset(epoch: int) -> tf.data.Dataset:
+        return data.make_dataset(
+            config.dataset,
+            info.train_split,
+            batch_size=config.batch_size,
+            training=True,
+            seed=config.seed,
+            epoch=epoch,
+            data_dir=config.data_dir,
+            limit=config.train_limit,
+        )
+
+    eval_dataset = data.make_dataset(
+        config.dataset,
+        info.eval_split,
+        batch_size=config.batch_size,
+        training=False,
+        data_dir=config.data_dir,
+        limit=config.eval_limit,
+    )
+    return train_dataset, eval_dataset
+
+
+def _steps_per_epoch(config: TrainConfig, info) -> int:
+    examples = info.num_examples[info.train_split]
+    if config.train_limit is not None:
+        examples = min(examples, config.train_limit)
+    steps = examples // config.batch_size
+    if steps < 1:
+        raise ValueError(
+            f"batch_size {config.batch_size} is larger than the {examples} training examples"
+        )
+    return steps
+
+
+def _probe_images(config: TrainConfig, info) -> np.ndarray:
+    from adambnn_larq import data
+
+    dataset = data.make_dataset(
+        config.dataset,
+        info.train_split,
+        batch_size=config.probe_size,
+        training=False,
+        data_dir=config.data_dir,
+        limit=config.probe_size,
+    )
+    return next(iter(dataset))[0].numpy()
+
+
+def run_stage(
+    stage_dir: Path,
+    *,
+    name: str,
+    build: Callable[[], tf.keras.Model],
+    make_trainer: Callable[[tf.keras.Model], BNNTrainer],
+    optimizer_factory: Callable[[int], tf.keras.optimizers.Optimizer],
+    epochs: int,
+    config: TrainConfig,
+    info,
+    strategy: tf.distribute.Strategy,
+    init_weights: Path | None = None,
+    extra_callbacks: Callable[[tf.keras.Model], list] | None = None,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Train one stage to completion, resuming from its checkpoint; returns its result.
+
+    Arguments:
+        stage_dir: the stage's directory (created).
+        name: for messages.
+        build: builds the network (called inside the strategy's scope).
+        make_trainer: wraps the network into a `BNNTrainer`.
+        optimizer_factory: steps_per_epoch -> a fresh optimizer.
+        epochs: number of epochs.
+        config: the run's configuration (data, batch, seed).
+        info: the dataset's `DatasetInfo`.
+        strategy: distribution strategy.
+        init_weights: a model file whose variables initialize the network (step 2 from step
+            1's best), used only when the stage starts fresh.
+        extra_callbacks: network -> more Keras callbacks (analysis).
+        verbose: Keras progress bar mode.
+
+    Returns:
+        The stage's result dict (also written to ``stage_dir/result.json``).
+    """
+    result_path = stage_dir / "result.json"
+    if result_path.exists():
+        result = json.loads(result_path.read_text())
+        print(f"[{name}] already finished: test accuracy {result['test_accuracy']:.4f} (skipped)")
+        return result
+    chief = _is_chief(strategy)
+    # Non-chief workers of a multi-worker run must write their checkpoints elsewhere.
+    work_dir = stage_dir if chief else stage_dir / f".worker-{os.getpid()}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    steps_per_epoch = _steps_per_epoch(config, info)
+    train_dataset, eval_dataset = _datasets(config, info)
+
+    with strategy.scope():
+        network = build()
+        trainer = make_trainer(network)
+        optimizer = optimizer_factory(steps_per_epoch)
+        trainer.compile(optimizer, jit_compile=config.jit_compile)
+        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+        best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+        seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+        checkpoint = tf.train.Checkpoint(
+            model=network,
+            optimizer=optimizer,
+            epochs_done=epoch_var,
+            best_accuracy=best_var,
+            seconds=seconds_var,
+        )
+    manager = tf.train.CheckpointManager(checkpoint, work_dir / "checkpoints", max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"[{name}] resuming after epoch {int(epoch_var.numpy())} of {epochs}")
+    elif init_weights is not None:
+        copy_weights(load_model(init_weights), network)
+        print(f"[{name}] initialized from {init_weights}")
+
+    callbacks = [
+        tf.keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True),
+        tf.keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), profile_batch=0),
+    ]
+    report = _EpochReport(name, config.batch_size)
+    callbacks.append(report)
+    if extra_callbacks is not None:
+        callbacks.extend(extra_callbacks(network))
+
+    evaluation = None
+    for epoch in range(int(epoch_var.numpy()), epochs):
+        started = time.perf_counter()
+        history = trainer.fit(
+            train_dataset(epoch),
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=eval_dataset,
+            callbacks=callbacks,
+            verbose=verbose,
+        ).history
+        evaluation = {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}
+        accuracy = float(evaluation["accuracy"])
+        if accuracy > float(best_var.numpy()) and chief:
+            save_model(network, work_dir / "best.h5")
+        best_var.assign(max(accuracy, float(best_var.numpy())))
+        epoch_var.assign(epoch + 1)
+        seconds_var.assign_add(time.perf_counter() - started)
+        manager.save()
+        print(
+            f"[{name}] epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
+            f"test accuracy {accuracy:.4f} (best {float(best_var.numpy()):.4f}), "
+            f"{report.images_per_second:.0f} img/s, {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+
+    if evaluation is None:  # every epoch was done before this process started
+        evaluation = trainer.evaluate(eval_dataset, verbose=0, return_dict=True)
+    result = {
+        "test_accuracy": float(evaluation["accuracy"]),
+        "test_loss": float(evaluation["loss"]),
+        "best_test_accuracy": float(best_var.numpy()),
+        "epochs": epochs,
+        "images_per_second": report.images_per_second,
+        "wall_time_s": float(seconds_var.numpy()),
+    }
+    if chief:
+        if not (work_dir / "best.h5").exists():
+            save_model(network, work_dir / "best.h5")
+        save_model(network, work_dir / "final.h5")
+        atomic_write_text(result_path, json.dumps(result, indent=2))
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
+    """Copy every variable of ``source`` into ``target`` by name; shapes and names must agree."""
+    source_vars = {v.name: v for v in source.variables}
+    target_names = [v.name for v in target.variables]
+    missing = sorted(set(target_names) - set(source_vars))
+    extra = sorted(set(source_vars) - set(target_names))
+    if missing or extra:
+        raise ValueError(f"weights do not match: missing {missing[:5]}, unexpected {extra[:5]}")
+    for variable in target.variables:
+        value = source_vars[variable.name]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(f"{variable.name}: shape {value.shape} != {variable.shape}")
+        variable.assign(value.numpy())
+
+
+def _teacher_cache_key(config: TrainConfig, info) -> str:
+    fields = [
+        config.dataset,
+        config.teacher_width,
+        config.teacher_epochs,
+        config.batch_size,
+        config.teacher_learning_rate,
+        config.train_limit,
+        config.seed,
+        info.input_shape,
+    ]
+    return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
+
+
+def prepare_teacher(
+    config: TrainConfig, info, run_dir: Path, strategy: tf.distribute.Strategy, verbose: int
+) -> tuple[tf.keras.Model, dict[str, Any]]:
+    """Load the teacher named by ``config.teacher``, training the small one first if needed.
+
+    ``small_teacher`` is trained once per (dataset, width, epochs, batch, lr, limit, seed) and
+    cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
+    """
+    if config.teacher != "small_teacher":
+        path = Path(config.teacher)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"teacher model {path} not found. For ImageNet, import torchvision's ResNet-34 "
+                "with `adambnn import-pytorch ... --resnet34` (see docs/pretrained.md), or set "
+                "teacher=small_teacher / distillation=false."
+            )
+        with strategy.scope():
+            return load_model(path), {"teacher": str(path)}
+    cache_dir = run_dir.parent / "teachers" / f"{config.dataset}-{_teacher_cache_key(config, info)}"
+
+    def optimizer_factory(steps_per_epoch: int):
+        schedule = learning_rate_schedule(
+            "cosine",
+            config.teacher_learning_rate,
+            epochs=config.teacher_epochs,
+            steps_per_epoch=steps_per_epoch,
+        )
+        return make_optimizer("adam", schedule)
+
+    result = run_stage(
+        cache_dir,
+        name="teacher",
+        build=lambda: SmallTeacher(
+            input_shape=_input_shape(config, info),
+            num_classes=info.num_classes,
+            width=config.teacher_width,
+        ),
+        make_trainer=lambda network: BNNTrainer(network, label_smoothing=0.0),
+        optimizer_factory=optimizer_factory,
+        epochs=config.teacher_epochs,
+        config=config,
+        info=info,
+        strategy=strategy,
+        verbose=verbose,
+    )
+    with strategy.scope():
+        teacher = load_model(cache_dir / "final.h5")
+    return teacher, {
+        "teacher": str(cache_dir / "final.h5"),
+        "teacher_test_accuracy": result["test_accuracy"],
+    }
+
+
+def _analysis_callbacks(config, info, step_dir: Path, run_dir: Path, first_step: bool):
+    if not config.analysis:
+        return None
+    from adambnn_larq import callbacks as analysis_callbacks
+
+    probe = _probe_images(config, info)
+    run_start = run_dir / "step1" / "analysis" / "initial_signs.npz"
+
+    def factory(network):
+        return analysis_callbacks.paper_callbacks(
+            log_dir=step_dir,
+            probe_images=probe,
+            run_start_signs=None if first_step else run_start,
+        )
+
+    return factory
+
+
+def train(
+    config: TrainConfig,
+    run_dir: str | os.PathLike,
+    *,
+    recipe: str = "custom",
+    strategy: tf.distribute.Strategy | None = None,
+    verbose: int = 1,
+) -> dict[str, Any]:
+    """Run ``config`` in ``run_dir`` (resuming what is there) and return the summary.
+
+    Arguments:
+        config: the resolved configuration.
+        run_dir: the run directory; an existing one must hold the same configuration.
+        recipe: the recipe's name, recorded in the summary.
+        strategy: distribution strategy (default: the current one).
+        verbose: Keras progress bar mode (1 bar, 2 one line per epoch, 0 silent).
+
+    Returns:
+        The summary dict also written to ``run_dir/summary.json``.
+    """
+    from adambnn_larq import data
+
+    run_dir = Path(run_dir)
+    strategy = strategy or tf.distribute.get_strategy()
+    config_path = run_dir / "config.json"
+    if config_path.exists():
+        previous = json.loads(config_path.read_text())
+        current = json.loads(config.to_json())
+        changed = sorted(k for k in current if previous.get(k) != current[k])
+        if changed:
+            raise ValueError(
+                f"{run_dir} holds a run with a different configuration (changed: "
+                f"{', '.join(changed)}); choose another --run-dir or delete it"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_path, config.to_json())
+    tf.keras.utils.set_random_seed(config.seed)
+
+    info = data.dataset_info(config.dataset, data_dir=config.data_dir)
+    summary: dict[str, Any] = {
+        "recipe": recipe,
+        "schedule": config.schedule,
+        "optimizer": config.optimizer,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "weight_decay_step2": config.weight_decay_step2,
+        "weight_decay_mode": config.weight_decay_mode,
+        "dataset": config.dataset,
+        "model": config.model,
+        "num_replicas": strategy.num_replicas_in_sync,
+        "steps": [],
+    }
+    teacher = None
+    if config.distillation:
+        teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
+        summary.update(teacher_summary)
+
+    steps = schedule_steps(config)
+    for index, step in enumerate(steps):
+        step_dir = run_dir / step.name
+        tf.keras.utils.set_random_seed(config.seed + index)
+
+        def optimizer_factory(steps_per_epoch: int):
+            schedule = learning_rate_schedule(
+                config.lr_schedule,
+                config.learning_rate,
+                epochs=config.epochs,
+                steps_per_epoch=steps_per_epoch,
+            )
+            return make_optimizer(
+                config.optimizer,
+                schedule,
+                beta_1=config.adam_beta_1,
+                beta_2=config.adam_beta_2,
+                epsilon=config.adam_epsilon,
+                momentum=config.momentum,
+            )
+
+        def make_trainer(network, step=step):
+            return BNNTrainer(
+                network,
+                teacher=teacher,
+                weight_decay=step.weight_decay,
+                weight_decay_mode=config.weight_decay_mode,
+                label_smoothing=config.label_smoothing,
+                track_gradients=config.analysis and strategy.num_replicas_in_sync == 1,
+            )
+
+        init = run_dir / step.init_from / "best.h5" if step.init_from else None
+        result = run_stage(
+            step_dir,
+            name=step.name,
+            build=lambda step=step: build_student(config, info, step),
+            make_trainer=make_trainer,
+            optimizer_factory=optimizer_factory,
+            epochs=config.epochs,
+            config=config,
+            info=info,
+            strategy=strategy,
+            init_weights=init,
+            extra_callbacks=_analysis_callbacks(config, info, step_dir, run_dir, index == 0),
+            verbose=verbose,
+        )
+        summary["steps"].append(
+            {
+                "name": step.name,
+                "dir": step.name,
+                "binary_weights": step.binary_weights,
+                "binary_activations": step.binary_activations,
+                "weight_decay": step.weight_decay,
+                **result,
+            }
+        )
+        summary["final_test_accuracy"] = result["test_accuracy"]
+        summary["final_model"] = str(step_dir / "final.h5")
+        if _is_chief(strategy):
+            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def find_recipe(name: str) -> Path:
+    """The recipe file for ``name``: a path to a ``.py`` file, or a name in ``recipes/``.
+
+    Recipes live in the repository's ``recipes/`` folder (or ``./recipes``); each defines
+    ``get_config(smoke: bool = False) -> dict`` of `TrainConfig` overrides.
+    """
+    candidate = Path(name)
+    if candidate.suffix == ".py":
+        if not candidate.is_file():
+            raise FileNotFoundError(f"recipe file not found: {candidate}")
+        return candidate
+    folders = [Path(__file__).resolve().parents[1] / "recipes", Path.cwd() / "recipes"]
+    for folder in folders:
+        path = folder / f"{name}.py"
+        if path.is_file():
+            return path
+    available = sorted(
+        {
+            p.stem
+            for f in folders
+            if f.is_dir()
+            for p in f.glob("*.py")
+            if not p.stem.startswith("_")
+        }
+    )
+    raise FileNotFoundError(f"no recipe {name!r}; available: {', '.join(available)}")
+
+
+def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
+    """Run the recipe file's ``get_config(smoke)``: a config file the user chose, like
+    big_vision's, not data from elsewhere."""
+    import importlib.util
+
+    path = find_recipe(name)
+    spec = importlib.util.spec_from_file_location(f"adambnn_recipe_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
+    return module.get_config(smoke=smoke)
+
+
+def configure_cpu_devices(count: int) -> None:
+    """Split the CPU into ``count`` logical devices (to try MirroredStrategy on one machine)."""
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)]
+    )

@@ -1,0 +1,218 @@
+"""Cost of the analysis callbacks: training with and without `paper_callbacks`, side by side.
+
+Trains the small variant (``ReActNetSmall``, default width 0.25 on 28x28x1, binary weights)
+with a gradient-tracking trainer and alternates fits without and with the callbacks on the
+same compiled model. Inside every fit the first epoch is a warm-up (callback tracing, first
+probe pass); the later epochs are timed, per batch (from the first callback's
+``on_train_batch_begin`` to the last callback's ``on_train_batch_end``, so every callback's
+batch hook is included) and per epoch (including the per-epoch statistics).
+
+Usage::
+
+    python benchmarks/callback_overhead.py [--steps-per-epoch 40] [--epochs 3] [--repeats 2]
+
+Prints the median step time and mean epoch time of both configurations and their ratios; the
+issue asks for an overhead below 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+# larq needs Keras 2: select it before TensorFlow is first imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from adambnn_larq import ReActNetSmall, analysis  # noqa: E402
+from adambnn_larq.callbacks import paper_callbacks  # noqa: E402
+
+
+class _LocalTrainer(tf.keras.Model):
+    """Cross-entropy training with the gradient contract of the analysis callbacks.
+
+    Used only when the project's trainer (`adambnn_larq.trainer.BNNTrainer`) is unavailable.
+    """
+
+    def __init__(self, student):
+        super().__init__()
+        self.student = student
+        layers = analysis.analysis_layers(student)
+        self._tracked = [analysis.latent_kernel(layer) for layer in layers]
+        self.gradient_abs_max = [
+            tf.Variable(tf.zeros(k.shape), trainable=False) for k in self._tracked
+        ]
+        self.gradient_norms = tf.Variable(tf.zeros(len(self._tracked)), trainable=False)
+
+    def call(self, inputs, training=False):
+        return self.student(inputs, training=training)
+
+    def reset_gradient_tracking(self):
+        for variable in self.gradient_abs_max:
+            variable.assign(tf.zeros_like(variable))
+
+    def train_step(self, data):
+        images, labels = data
+        variables = self.student.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = self.student(images, training=True)
+            loss = tf.reduce_mean(
+                tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
+        gradients = tape.gradient(loss, variables)
+        by_id = {id(getattr(v, "latent_variable", v)): g for v, g in zip(variables, gradients)}
+        norms = []
+        for kernel, tracker in zip(self._tracked, self.gradient_abs_max):
+            gradient = by_id[id(kernel)]
+            tracker.assign(tf.maximum(tracker, tf.abs(gradient)))
+            norms.append(tf.norm(gradient))
+        self.gradient_norms.assign(tf.stack(norms))
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        return {"loss": loss}
+
+
+def make_trainer(student):
+    try:
+        from adambnn_larq.trainer import BNNTrainer
+    except ImportError:
+        return _LocalTrainer(student), "benchmark-local trainer"
+    return BNNTrainer(student, track_gradients=True), "adambnn_larq.trainer.BNNTrainer"
+
+
+class _Clock(tf.keras.callbacks.Callback):
+    """Time stamps; one instance goes first in the callback list, one last."""
+
+    def __init__(self, first: bool):
+        super().__init__()
+        self.first = first
+        self.batch_begin: list[float] = []
+        self.batch_end: list[float] = []
+        self.epoch_begin: list[float] = []
+        self.epoch_end: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.first:
+            self.batch_begin.append(time.perf_counter())
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.first:
+            self.batch_end.append(time.perf_counter())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first:
+            self.epoch_begin.append(time.perf_counter())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.first:
+            self.epoch_end.append(time.perf_counter())
+
+
+def timed_fit(trainer, images, labels, *, batch_size, epochs, callbacks):
+    head, tail = _Clock(first=True), _Clock(first=False)
+    trainer.fit(
+        images,
+        labels,
+        batch_size=batch_size,
+        epochs=epochs + 1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[head, *callbacks, tail],
+    )
+    steps = len(images) // batch_size
+    batch = [e - b for b, e in zip(head.batch_begin, tail.batch_end)][steps:]  # skip warm-up
+    epoch = [e - b for b, e in zip(head.epoch_begin, tail.epoch_end)][1:]
+    return batch, epoch
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--width-multiplier", type=float, default=0.25)
+    parser.add_argument("--input-size", type=int, default=28)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps-per-epoch", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per fit")
+    parser.add_argument("--repeats", type=int, default=2, help="fits per configuration")
+    parser.add_argument("--probe-images", type=int, default=64)
+    parser.add_argument("--output", help="also write the results as JSON here")
+    args = parser.parse_args()
+
+    tf.keras.utils.set_random_seed(0)
+    size = args.input_size
+    student = ReActNetSmall(
+        input_shape=(size, size, 1), width_multiplier=args.width_multiplier, binary_weights=True
+    )
+    trainer, trainer_name = make_trainer(student)
+    trainer.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
+    rng = np.random.default_rng(0)
+    count = args.batch_size * args.steps_per_epoch
+    images = rng.random((count, size, size, 1), dtype=np.float32)
+    labels = rng.integers(0, 10, count)
+    probe = images[: args.probe_images]
+    print(
+        f"ReActNetSmall(width {args.width_multiplier}, {size}x{size}x1), batch {args.batch_size}, "
+        f"{args.steps_per_epoch} steps/epoch, {args.epochs} timed epochs x {args.repeats} fits "
+        f"per configuration; trainer: {trainer_name}",
+        flush=True,
+    )
+    started = time.perf_counter()
+    # Trace the train function once before any timing.
+    trainer.fit(images[: args.batch_size], labels[: args.batch_size], epochs=1, verbose=0)
+    print(f"first fit (tracing): {time.perf_counter() - started:.1f} s", flush=True)
+
+    results = {"without": {"batch": [], "epoch": []}, "with": {"batch": [], "epoch": []}}
+    with tempfile.TemporaryDirectory() as log_root:
+        for repeat in range(args.repeats):
+            for name in ("without", "with"):
+                callbacks = (
+                    paper_callbacks(log_dir=Path(log_root) / f"r{repeat}", probe_images=probe)
+                    if name == "with"
+                    else []
+                )
+                batch, epoch = timed_fit(
+                    trainer,
+                    images,
+                    labels,
+                    batch_size=args.batch_size,
+                    epochs=args.epochs,
+                    callbacks=callbacks,
+                )
+                results[name]["batch"] += batch
+                results[name]["epoch"] += epoch
+                print(
+                    f"  repeat {repeat + 1}, {name:7s} callbacks: median step "
+                    f"{1e3 * statistics.median(batch):.1f} ms, "
+                    f"mean epoch {statistics.mean(epoch):.2f} s",
+                    flush=True,
+                )
+    step = {k: statistics.median(v["batch"]) for k, v in results.items()}
+    epoch = {k: statistics.mean(v["epoch"]) for k, v in results.items()}
+    summary = {
+        "trainer": trainer_name,
+        "config": vars(args),
+        "median_step_s": step,
+        "mean_epoch_s": epoch,
+        "step_ratio": step["with"] / step["without"],
+        "epoch_ratio": epoch["with"] / epoch["without"],
+    }
+    print(
+        f"median step: {1e3 * step['without']:.1f} ms without, {1e3 * step['with']:.1f} ms with "
+        f"callbacks: ratio {summary['step_ratio']:.3f}"
+    )
+    print(
+        f"mean epoch ({args.steps_per_epoch} steps, per-epoch statistics included): "
+        f"{epoch['without']:.2f} s without, {epoch['with']:.2f} s with: "
+        f"ratio {summary['epoch_ratio']:.3f}"
+    )
+    if args.output:
+        Path(args.output).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training recipes: plain config files, one a recipe (``adambnn train NAME``)."""

@@ -1,0 +1,42 @@
+"""AdamBNN's two-step recipe on Fashion-MNIST with the small-image ReActNet.
+
+The paper's scheme scaled to a CPU: step 1 binary activations / real weights with coupled L2
+decay 5e-6, step 2 binary weights without decay, initialized from step 1's best; Adam at
+1.25e-3 with the per-epoch linear schedule; distillation (temperature 1, no label term) from a
+small real-valued CNN trained first as stage 0 and cached.
+
+    adambnn train adambnn_fashion_mnist            # full: see docs/results for the time
+    adambnn train adambnn_fashion_mnist --smoke    # seconds: 2 epochs a step on 512 images
+
+Variants are overrides, not copies: ``optimizer=sgd lr_schedule=cosine learning_rate=0.1``,
+``schedule=one-step``, ``weight_decay=1e-5``, ``weight_decay_mode=decoupled``,
+``distillation=false``.
+"""
+
+
+def get_config(smoke: bool = False) -> dict:
+    config = {
+        "dataset": "fashion_mnist",
+        "model": "reactnet_small",
+        "width_multiplier": 0.25,
+        "num_downsamplings": 2,
+        "kernel_initializer": "pytorch_default",
+        "schedule": "two-step",
+        "epochs": 6,
+        "batch_size": 128,
+        "learning_rate": 1.25e-3,
+        "weight_decay": 5e-6,
+        "weight_decay_step2": 0.0,
+        "teacher": "small_teacher",
+        "teacher_epochs": 3,
+    }
+    if smoke:
+        config.update(
+            epochs=2,
+            teacher_epochs=1,
+            train_limit=512,
+            eval_limit=256,
+            batch_size=64,
+            probe_size=16,
+        )
+    return config
