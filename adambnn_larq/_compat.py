@@ -30,7 +30,6 @@ def ensure_legacy_keras() -> None:
     """
     if "tensorflow" not in sys.modules:
         os.environ[LEGACY_KERAS_VARIABLE] = "1"
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         return
     import tensorflow as tf
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "converters.lce",
     "converters.benchmark",
     "adambnn_larq.reports",
+    "adambnn_larq.demo",
 )
 
 VARIANTS = ("reactnet_a", "reactnet_small")

@@ -55,6 +55,7 @@ class TrainConfig:
     label_smoothing: float = 0.1  # label loss only (distillation=False)
     # Run
     seed: int = 0
+    deterministic: bool = False  # TF op determinism: bit-identical reruns, somewhat slower
     analysis: bool = True
     probe_size: int = 64
     jit_compile: bool = False

@@ -267,14 +267,14 @@ def run_stage(
         copy_weights(load_model(init_weights), network)
         print(f"[{name}] initialized from {init_weights}")
 
-    callbacks = [
+    # Analysis callbacks first: the epoch logs they add must reach the CSV and TensorBoard.
+    callbacks = extra_callbacks(network) if extra_callbacks is not None else []
+    report = _EpochReport(name, config.batch_size)
+    callbacks += [
         tf.keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True),
         tf.keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), profile_batch=0),
+        report,
     ]
-    report = _EpochReport(name, config.batch_size)
-    callbacks.append(report)
-    if extra_callbacks is not None:
-        callbacks.extend(extra_callbacks(network))
 
     evaluation = None
     for epoch in range(int(epoch_var.numpy()), epochs):
@@ -405,7 +405,9 @@ def prepare_teacher(
     }
 
 
-def _analysis_callbacks(config, info, step_dir: Path, run_dir: Path, first_step: bool):
+def _analysis_callbacks(
+    config, info, step_dir: Path, run_dir: Path, first_step: bool, gradients: bool
+):
     if not config.analysis:
         return None
     from adambnn_larq import callbacks as analysis_callbacks
@@ -418,6 +420,7 @@ def _analysis_callbacks(config, info, step_dir: Path, run_dir: Path, first_step:
             log_dir=step_dir,
             probe_images=probe,
             run_start_signs=None if first_step else run_start,
+            gradients=gradients,
         )
 
     return factory
@@ -460,6 +463,8 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(config_path, config.to_json())
     tf.keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     info = data.dataset_info(config.dataset, data_dir=config.data_dir)
     summary: dict[str, Any] = {
@@ -481,6 +486,8 @@ def train(
         summary.update(teacher_summary)
 
     steps = schedule_steps(config)
+    # Gradient statistics read per-replica gradients; they are defined for one replica only.
+    single_replica = strategy.num_replicas_in_sync == 1
     for index, step in enumerate(steps):
         step_dir = run_dir / step.name
         tf.keras.utils.set_random_seed(config.seed + index)
@@ -508,7 +515,7 @@ def train(
                 weight_decay=step.weight_decay,
                 weight_decay_mode=config.weight_decay_mode,
                 label_smoothing=config.label_smoothing,
-                track_gradients=config.analysis and strategy.num_replicas_in_sync == 1,
+                track_gradients=config.analysis and single_replica,
             )
 
         init = run_dir / step.init_from / "best.h5" if step.init_from else None
@@ -523,7 +530,9 @@ def train(
             info=info,
             strategy=strategy,
             init_weights=init,
-            extra_callbacks=_analysis_callbacks(config, info, step_dir, run_dir, index == 0),
+            extra_callbacks=_analysis_callbacks(
+                config, info, step_dir, run_dir, index == 0, single_replica
+            ),
             verbose=verbose,
         )
         summary["steps"].append(

@@ -114,6 +114,46 @@ class _Clock(tf.keras.callbacks.Callback):
             self.epoch_end.append(time.perf_counter())
 
 
+class _Timed(tf.keras.callbacks.Callback):
+    """Forwards every hook to ``inner`` and adds up the time spent in it, per hook kind."""
+
+    _HOOKS = ("on_train_begin", "on_epoch_begin", "on_train_batch_end", "on_epoch_end")
+
+    def __init__(self, inner: tf.keras.callbacks.Callback):
+        super().__init__()
+        self.inner = inner
+        self._supports_tf_logs = getattr(inner, "_supports_tf_logs", False)
+        self.seconds = {hook: 0.0 for hook in self._HOOKS}
+
+    def set_model(self, model):
+        super().set_model(model)
+        self.inner.set_model(model)
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.inner.set_params(params)
+
+    def _call(self, hook, *args):
+        started = time.perf_counter()
+        getattr(self.inner, hook)(*args)
+        self.seconds[hook] += time.perf_counter() - started
+
+    def on_train_begin(self, logs=None):
+        self._call("on_train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self.inner.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._call("on_epoch_begin", epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._call("on_epoch_end", epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._call("on_train_batch_end", batch, logs)
+
+
 def timed_fit(trainer, images, labels, *, batch_size, epochs, callbacks):
     head, tail = _Clock(first=True), _Clock(first=False)
     trainer.fit(
@@ -171,7 +211,12 @@ def main() -> None:
         for repeat in range(args.repeats):
             for name in ("without", "with"):
                 callbacks = (
-                    paper_callbacks(log_dir=Path(log_root) / f"r{repeat}", probe_images=probe)
+                    [
+                        _Timed(c)
+                        for c in paper_callbacks(
+                            log_dir=Path(log_root) / f"r{repeat}", probe_images=probe
+                        )
+                    ]
                     if name == "with"
                     else []
                 )
@@ -185,6 +230,9 @@ def main() -> None:
                 )
                 results[name]["batch"] += batch
                 results[name]["epoch"] += epoch
+                for timed in callbacks:  # all epochs of the fit, warm-up included
+                    spent = ", ".join(f"{h} {t:.2f} s" for h, t in timed.seconds.items() if t)
+                    print(f"    {type(timed.inner).__name__}: {spent}", flush=True)
                 print(
                     f"  repeat {repeat + 1}, {name:7s} callbacks: median step "
                     f"{1e3 * statistics.median(batch):.1f} ms, "

@@ -76,6 +76,107 @@ class Timing:
     max_ms: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Configuration:
+    """One model in one interpreter setting, for `time_configurations`.
+
+    Attributes:
+        flatbuffer: the ``.tflite`` model (LCE ops or plain TFLite).
+        name: label of the model in the results (e.g. ``"lce"``, ``"float"``).
+        kernel: ``"default"`` or ``"indirect_bgemm"`` (LCE's binary-conv kernels), or
+            ``"float"`` for models without binary convs.
+        threads: interpreter threads.
+        use_xnnpack: TFLite's XNNPACK delegate (float ops only).
+    """
+
+    flatbuffer: bytes
+    name: str = "lce"
+    kernel: str = "default"
+    threads: int = 1
+    use_xnnpack: bool = False
+
+
+def time_configurations(
+    configurations: Sequence[Configuration],
+    *,
+    warmup: int = 3,
+    runs: int = 20,
+    rounds: int = 1,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[Timing]:
+    """Time single-image inference of several configurations in the LCE interpreter.
+
+    With ``rounds`` > 1 the timed runs are interleaved: each round runs every configuration
+    ``runs / rounds`` times in turn, so a slow period of a shared machine affects all of them
+    alike and their ratios stay meaningful.
+
+    Arguments:
+        configurations: what to time.
+        warmup: untimed runs of each configuration first.
+        runs: timed runs per configuration (rounded up to a multiple of ``rounds``).
+        rounds: interleaving rounds.
+        seed: seed of the random input.
+        progress: print each finished configuration to stderr.
+
+    Returns:
+        One `Timing` per configuration, in order.
+    """
+    from larq_compute_engine import testing
+
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise ValueError("runs and rounds must be >= 1 and warmup >= 0")
+    rng = np.random.default_rng(seed)
+    runners = []
+    for config in configurations:
+        if config.kernel not in (*KERNELS, "float"):
+            raise ValueError(f"kernel must be one of {KERNELS} or 'float', got {config.kernel!r}")
+        if config.threads < 1:
+            raise ValueError(f"threads must be >= 1, got {config.threads}")
+        interpreter = testing.Interpreter(
+            config.flatbuffer,
+            num_threads=config.threads,
+            use_indirect_bgemm=config.kernel == "indirect_bgemm",
+            use_xnnpack=config.use_xnnpack,
+        )
+        inputs = []
+        for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types):
+            if np.dtype(dtype) == np.int8:
+                inputs.append(rng.integers(-128, 128, size=shape, dtype=np.int8))
+            else:
+                inputs.append(rng.uniform(-1, 1, size=shape).astype(dtype))
+        # The wrapper's own predict() runs one batch-1 input with no Python data pipeline.
+        run = interpreter.interpreter.predict
+        for _ in range(warmup):
+            run(inputs)
+        runners.append((run, inputs))
+    per_round = -(-runs // rounds)
+    samples: list[list[float]] = [[] for _ in configurations]
+    for _ in range(rounds):
+        for (run, inputs), collected in zip(runners, samples):
+            for _ in range(per_round):
+                start = time.perf_counter()
+                run(inputs)
+                collected.append((time.perf_counter() - start) * 1e3)
+    timings = []
+    for config, collected in zip(configurations, samples):
+        timing = Timing(
+            name=config.name,
+            kernel=config.kernel,
+            threads=config.threads,
+            xnnpack=config.use_xnnpack,
+            runs=len(collected),
+            median_ms=float(np.median(collected)),
+            p90_ms=float(np.percentile(collected, 90)),
+            mean_ms=float(np.mean(collected)),
+            min_ms=float(np.min(collected)),
+            max_ms=float(np.max(collected)),
+        )
+        timings.append(timing)
+        _report_progress(timing, progress)
+    return timings
+
+
 def time_interpreter(
     flatbuffer: bytes,
     *,
@@ -87,62 +188,18 @@ def time_interpreter(
     runs: int = 20,
     seed: int = 0,
 ) -> Timing:
-    """Time single-image inference of ``flatbuffer`` in the LCE interpreter.
-
-    Arguments:
-        flatbuffer: a ``.tflite`` model (LCE ops or plain TFLite).
-        name: label of the model in the results.
-        kernel: ``"default"`` or ``"indirect_bgemm"`` (LCE's binary-conv kernels), or
-            ``"float"`` for models without binary convs (same as default).
-        threads: interpreter threads.
-        use_xnnpack: apply TFLite's XNNPACK delegate (float ops only).
-        warmup: untimed runs first.
-        runs: timed runs.
-        seed: seed of the random input.
+    """Time one configuration (see `Configuration` and `time_configurations`).
 
     Returns:
         A `Timing`.
     """
-    from larq_compute_engine import testing
-
-    if kernel not in (*KERNELS, "float"):
-        raise ValueError(f"kernel must be one of {KERNELS} or 'float', got {kernel!r}")
-    if runs < 1 or warmup < 0 or threads < 1:
-        raise ValueError("runs and threads must be >= 1 and warmup >= 0")
-    interpreter = testing.Interpreter(
-        flatbuffer,
-        num_threads=threads,
-        use_indirect_bgemm=kernel == "indirect_bgemm",
-        use_xnnpack=use_xnnpack,
-    )
-    rng = np.random.default_rng(seed)
-    inputs = []
-    for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types):
-        if np.dtype(dtype) == np.int8:
-            inputs.append(rng.integers(-128, 128, size=shape, dtype=np.int8))
-        else:
-            inputs.append(rng.uniform(-1, 1, size=shape).astype(dtype))
-    # The wrapper's own predict() runs one batch-1 input with no Python data pipeline around it.
-    run = interpreter.interpreter.predict
-    for _ in range(warmup):
-        run(inputs)
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run(inputs)
-        samples.append((time.perf_counter() - start) * 1e3)
-    return Timing(
-        name=name,
-        kernel=kernel,
-        threads=threads,
-        xnnpack=use_xnnpack,
+    (timing,) = time_configurations(
+        [Configuration(flatbuffer, name, kernel, threads, use_xnnpack)],
+        warmup=warmup,
         runs=runs,
-        median_ms=float(np.median(samples)),
-        p90_ms=float(np.percentile(samples, 90)),
-        mean_ms=float(np.mean(samples)),
-        min_ms=float(np.min(samples)),
-        max_ms=float(np.max(samples)),
+        seed=seed,
     )
+    return timing
 
 
 def float_baseline(model: tf.keras.Model) -> tf.keras.Model:
@@ -201,7 +258,8 @@ def convert_float_tflite(model: tf.keras.Model) -> bytes:
     return bytes(converter.convert())
 
 
-def _host_info() -> dict[str, Any]:
+def host_info() -> dict[str, Any]:
+    """This machine: CPU, load, and the versions of the runtime that was timed."""
     import larq_compute_engine
     import tensorflow as tf
 
@@ -236,6 +294,7 @@ def benchmark_host(
     use_xnnpack: bool = False,
     float_flatbuffer: bytes | None = None,
     float_xnnpack: bool = True,
+    rounds: int = 4,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Time an LCE model (and optionally its float baseline) in one run on this host.
@@ -249,38 +308,26 @@ def benchmark_host(
         use_xnnpack: XNNPACK delegate for the LCE model's float ops.
         float_flatbuffer: the float baseline (see `float_baseline`), or None.
         float_xnnpack: XNNPACK for the float baseline (TFLite's usual float path).
+        rounds: interleave the timed runs of all configurations in this many rounds.
         progress: print each configuration's result to stderr as it finishes.
 
     Returns:
         A JSON-ready dict with ``timings`` (one per configuration), ``ratios`` (float median
         over LCE median, per kernel and thread count) and host information.
     """
-    timings = []
+    configurations = []
     for thread_count in threads:
         for kernel in kernels:
-            timing = time_interpreter(
-                flatbuffer,
-                name="lce",
-                kernel=kernel,
-                threads=thread_count,
-                use_xnnpack=use_xnnpack,
-                warmup=warmup,
-                runs=runs,
+            configurations.append(
+                Configuration(flatbuffer, "lce", kernel, thread_count, use_xnnpack)
             )
-            timings.append(timing)
-            _report_progress(timing, progress)
         if float_flatbuffer is not None:
-            timing = time_interpreter(
-                float_flatbuffer,
-                name="float",
-                kernel="float",
-                threads=thread_count,
-                use_xnnpack=float_xnnpack,
-                warmup=warmup,
-                runs=runs,
+            configurations.append(
+                Configuration(float_flatbuffer, "float", "float", thread_count, float_xnnpack)
             )
-            timings.append(timing)
-            _report_progress(timing, progress)
+    timings = time_configurations(
+        configurations, warmup=warmup, runs=runs, rounds=rounds, progress=progress
+    )
     ratios = []
     for timing in timings:
         if timing.name != "lce":
@@ -298,8 +345,8 @@ def benchmark_host(
             )
     return {
         "kind": "host",
-        "host": _host_info(),
-        "settings": {"warmup": warmup, "runs": runs},
+        "host": host_info(),
+        "settings": {"warmup": warmup, "runs": runs, "rounds": rounds},
         "size_bytes": len(flatbuffer),
         "float_size_bytes": len(float_flatbuffer) if float_flatbuffer is not None else None,
         "timings": [dataclasses.asdict(t) for t in timings],
@@ -762,6 +809,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
                 runs=args.runs or 20,
                 use_xnnpack=args.use_xnnpack,
                 float_flatbuffer=float_flatbuffer,
+                rounds=max(1, min(args.rounds, args.runs or 20)),
             )
         except (ValueError, RuntimeError) as error:
             raise CommandError(str(error)) from error
@@ -798,6 +846,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--warmup", type=int, help="warm-up runs (host 3, binary 5)")
     parser.add_argument("--runs", type=int, help="timed runs (host 20, binary 50)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="host: interleave the timed runs in N rounds (4)"
+    )
     parser.add_argument("--use-xnnpack", action="store_true", help="XNNPACK for the LCE model")
     parser.add_argument(
         "--baseline-float",
@@ -820,6 +871,7 @@ __all__ = [
     "BenchmarkError",
     "KERNELS",
     "Shell",
+    "Configuration",
     "Timing",
     "add_commands",
     "benchmark_binary",
@@ -827,8 +879,10 @@ __all__ = [
     "binary_markdown_rows",
     "convert_float_tflite",
     "float_baseline",
+    "host_info",
     "host_markdown",
     "parse_benchmark_output",
     "parse_system_info",
+    "time_configurations",
     "time_interpreter",
 ]

@@ -18,17 +18,17 @@ def get_config(smoke: bool = False) -> dict:
     config = {
         "dataset": "fashion_mnist",
         "model": "reactnet_small",
-        "width_multiplier": 0.25,
+        "width_multiplier": 0.125,
         "num_downsamplings": 2,
         "kernel_initializer": "pytorch_default",
         "schedule": "two-step",
-        "epochs": 6,
+        "epochs": 3,
         "batch_size": 128,
         "learning_rate": 1.25e-3,
         "weight_decay": 5e-6,
         "weight_decay_step2": 0.0,
         "teacher": "small_teacher",
-        "teacher_epochs": 3,
+        "teacher_epochs": 2,
     }
     if smoke:
         config.update(

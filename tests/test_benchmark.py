@@ -388,13 +388,29 @@ def test_remote_benchmark_over_ssh(block_files, sshd, tmp_path):
 
 
 def test_local_binary_benchmark(block_files, tmp_path):
+    """Without --remote the binary runs here (as on the Pi itself)."""
     tflite = block_files[1]
     stand_in = _script(tmp_path, "lce_benchmark_model", STAND_IN)
-    result = benchmark.benchmark_binary(tflite, stand_in, threads=[2], progress=False)
+    output = tmp_path / "local.json"
+    status = cli.main(
+        [
+            "benchmark",
+            str(tflite),
+            "--benchmark-binary",
+            str(stand_in),
+            "--num-threads",
+            "2",
+            "--output",
+            str(output),
+        ]
+    )
+    assert status == 0
+    result = json.loads(output.read_text())
     assert result["target"] == "local"
-    assert [r["threads"] for r in result["runs"]] == [2]
+    assert [(r["threads"], r["kernel"]) for r in result["runs"]] == [(2, "default")]
     assert result["runs"][0]["inference_avg_ms"] == pytest.approx(_expected_avg_ms(tflite, 2))
     assert result["runs"][0]["command"].startswith(str(stand_in.resolve()))
+    assert f"--graph={tflite.resolve()}" in result["runs"][0]["command"]
 
 
 @pytest.mark.parametrize(

@@ -514,9 +514,18 @@ def test_paper_callbacks_on_reactnet_blocks(tmp_path):
     assert v.shape == tuple(kernel.shape)
     events = list((tmp_path / "tensorboard" / "analysis").glob("events.out.tfevents.*"))
     assert len(events) == 1
-    tags = set()
+    tags, histograms = set(), {}
     for record in tf.compat.v1.train.summary_iterator(str(events[0])):
-        tags.update(value.tag for value in record.summary.value)
+        for value in record.summary.value:
+            tags.add(value.tag)
+            if value.tag.startswith("latent/"):
+                histograms[(value.tag, record.step)] = tf.make_ndarray(value.tensor)
+    # TensorBoard histograms: (left, right, count) rows covering every latent weight.
+    kernel = analysis.latent_kernel(model.get_layer("block2_conv1x1_2")).numpy()
+    final = histograms[("latent/block2_conv1x1_2", 1)]
+    assert final.shape == (202, 3)
+    assert final[:, 2].sum() == kernel.size
+    assert final[0, 0] <= kernel.min() and final[-1, 1] >= kernel.max()
     expected_tags = [
         "ff/global",
         "ff/running_mean",

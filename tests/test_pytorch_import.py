@@ -25,7 +25,7 @@ import adambnn_larq as ab  # noqa: E402
 from converters import pytorch as pt  # noqa: E402
 
 INPUT_SIZE = 32  # ReActNet-A's full graph: 32 -> 16 (stem) -> 8 -> 4 -> 2 -> 1
-SAMPLES = 24
+SAMPLES = 16
 # A sign input closer to 0 than this may flip between float32 implementations (STACK.md).
 SIGN_MARGIN = 1e-5
 MIN_COMPARED = 4
@@ -204,13 +204,7 @@ def _case_cli_training_checkpoint(tmp_path) -> dict:
     assert "step: 2 (auto: optimizer weight decay 0" in result.stdout
     model = ab.load_model(output)
     assert model.name == "reactnet_a" and model.output_shape == (None, 1000)
-    x = _varied_inputs(seed=11)
-    measured = _assert_matches_reference(model, reference, x)
-    # The comparison can tell the steps apart: the same weights used unbinarized differ.
-    reference.set_weight_mode("real")
-    step1_logits, _, _ = _reference_logits(reference, x)
-    assert np.abs(_keras_logits(model, x) - step1_logits).max() > 0.1
-    return measured
+    return _assert_matches_reference(model, reference, _varied_inputs(seed=11))
 
 
 def test_cli_imports_training_checkpoint_and_output_loads(tmp_path):
@@ -256,6 +250,7 @@ def _case_step1_override(tmp_path) -> dict:
     assert model.name == "reactnet_a_step1"
     x = _varied_inputs(seed=14)
     measured = _assert_matches_reference(model, reference, x)
+    # The comparison can tell the steps apart: these weights binarized give other logits.
     reference.set_weight_mode("binary")
     step2_logits, _, _ = _reference_logits(reference, x)
     assert np.abs(_keras_logits(model, x) - step2_logits).max() > 0.1

@@ -1,0 +1,142 @@
+"""The main job, end to end on the embedded Fashion-MNIST: train, convert, verify, benchmark,
+analyse. Every stage reuses what a previous run of the same command finished."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+DEMO_RECIPE = "adambnn_fashion_mnist"
+
+#: ``--fast``: a few minutes; the same pipeline on fewer images and epochs.
+FAST_OVERRIDES = [
+    "epochs=2",
+    "teacher_epochs=1",
+    "train_limit=4096",
+    "eval_limit=1024",
+    "batch_size=64",
+]
+
+
+def _stage(title: str) -> float:
+    print(f"\n=== {title}", flush=True)
+    return time.perf_counter()
+
+
+def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) -> dict[str, Any]:
+    """Run the whole pipeline in ``run_dir``; returns (and writes) ``demo_summary.json``."""
+    from adambnn_larq.config import resolve_config
+    from adambnn_larq.reports import analyze
+    from adambnn_larq.saving import atomic_write_bytes, atomic_write_text, load_model
+    from adambnn_larq.training import load_recipe, train
+    from converters import benchmark as bench
+    from converters import lce
+
+    started = time.perf_counter()
+    config = resolve_config(load_recipe(DEMO_RECIPE), FAST_OVERRIDES if fast else [])
+    t = _stage(f"1/5 train {DEMO_RECIPE}{' (fast)' if fast else ''}: teacher, step 1, step 2")
+    summary = train(config, run_dir / "train", recipe=DEMO_RECIPE, verbose=2)
+    train_seconds = time.perf_counter() - t
+    model = load_model(summary["final_model"])
+
+    tflite_path = run_dir / "model.tflite"
+    t = _stage("2/5 convert with Larq Compute Engine")
+    if tflite_path.exists():
+        flatbuffer = tflite_path.read_bytes()
+        print(f"reusing {tflite_path}")
+        census = dict(lce.op_census(flatbuffer))
+    else:
+        conversion = lce.convert_model(model, progress=True)
+        print(conversion.summary())
+        if not conversion.all_binary_convs_converted:
+            raise RuntimeError(f"not every binary conv became LceBconv2d: {conversion.census}")
+        flatbuffer = conversion.flatbuffer
+        atomic_write_bytes(tflite_path, flatbuffer)
+        census = dict(conversion.census)
+
+    t = _stage(f"3/5 verify the interpreter against Keras on {samples} test images")
+    inputs, labels = lce.dataset_inputs(config.dataset, samples)
+    verification = lce.verify_conversion(
+        model, flatbuffer, inputs, labels=labels, source=config.dataset
+    )
+    print(verification.summary())
+    if not verification.passed:
+        raise RuntimeError("the converted model does not compute what the Keras model computes")
+
+    t = _stage("4/5 benchmark on this host (LCE vs float TFLite of the same architecture)")
+    float_flatbuffer = bench.convert_float_tflite(bench.float_baseline(model))
+    timing = bench.benchmark_host(
+        flatbuffer, runs=benchmark_runs, float_flatbuffer=float_flatbuffer
+    )
+    atomic_write_text(run_dir / "benchmark.json", json.dumps(timing, indent=2))
+
+    t = _stage("5/5 analysis report (FF ratio, C2I, saturation, CAM, histograms)")
+    report = analyze([run_dir / "train"], run_dir / "report")
+    del t
+
+    lce_default = next(x for x in timing["timings"] if x["name"] == "lce")
+    result = {
+        "recipe": DEMO_RECIPE,
+        "fast": fast,
+        "test_accuracy": {s["name"]: s["test_accuracy"] for s in summary["steps"]},
+        "teacher_test_accuracy": summary.get("teacher_test_accuracy"),
+        "tflite": str(tflite_path),
+        "tflite_bytes": len(flatbuffer),
+        "lce_bconv2d": census.get("LceBconv2d", 0),
+        "verification": {
+            "samples": verification.samples,
+            "max_abs_diff": verification.max_abs_diff,
+            "top1_agreement": verification.top1_agreement,
+            "tflite_accuracy": verification.tflite_accuracy,
+        },
+        "latency_ms_median": lce_default["median_ms"],
+        "latency_ratios": timing.get("ratios"),
+        "report": str(report),
+        "train_seconds_this_invocation": train_seconds,
+        "seconds_this_invocation": time.perf_counter() - started,
+    }
+    atomic_write_text(run_dir / "demo_summary.json", json.dumps(result, indent=2))
+    return result
+
+
+def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
+    accuracies = ", ".join(f"{k} {v:.2%}" for k, v in result["test_accuracy"].items())
+    verification = result["verification"]
+    print("\n=== summary")
+    print(f"test accuracy: {accuracies} (teacher {result['teacher_test_accuracy']:.2%})")
+    print(
+        f"LCE model: {result['tflite']} ({result['tflite_bytes'] / 1e3:.0f} kB, "
+        f"{result['lce_bconv2d']} LceBconv2d)"
+    )
+    print(
+        f"verification: {verification['samples']} test images, max |diff| "
+        f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.0%}"
+    )
+    print(f"host latency (LCE, 1 thread, median): {result['latency_ms_median']:.2f} ms")
+    print(f"analysis report: {result['report']}")
+    print(f"everything: {run_dir} (demo_summary.json); {result['seconds_this_invocation']:.0f} s")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir or ("runs/demo-fast" if args.fast else "runs/demo"))
+    result = run_demo(run_dir, fast=args.fast, samples=args.samples, benchmark_runs=args.runs)
+    _print_summary(run_dir, result)
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="the main job: train, convert, verify, benchmark and analyse on Fashion-MNIST",
+        description="Two-step AdamBNN training of the small ReActNet on Fashion-MNIST "
+        "(offline), LCE conversion, verification against Keras on the test set, host "
+        "benchmark and analysis report. Rerunning resumes; --fast takes a few minutes.",
+    )
+    parser.add_argument("--fast", action="store_true", help="few-minute version")
+    parser.add_argument("--run-dir", help="default: runs/demo (or runs/demo-fast)")
+    parser.add_argument("--samples", type=int, default=200, help="test images to verify on")
+    parser.add_argument("--runs", type=int, default=20, help="timed benchmark runs")
+    parser.set_defaults(func=_demo)

@@ -1,0 +1,37 @@
+"""AdamBNN's two-step recipe on CIFAR-10 (32x32 RGB): small ReActNet, 3 downsamplings.
+
+CIFAR-10 ships in no package: it needs `adambnn prepare-data cifar10` online once (or the
+archive in the TFDS manual dir, see docs/data.md).
+
+    adambnn train adambnn_cifar10
+    adambnn train adambnn_cifar10 --smoke
+
+Expected run time on 2 CPU cores: several hours (50,000 images of 32x32x3, width 0.5);
+not measured here because the data is not available offline.
+"""
+
+
+def get_config(smoke: bool = False) -> dict:
+    config = {
+        "dataset": "cifar10",
+        "model": "reactnet_small",
+        "width_multiplier": 0.5,
+        "num_downsamplings": 3,
+        "kernel_initializer": "pytorch_default",
+        "epochs": 30,
+        "batch_size": 128,
+        "weight_decay": 5e-6,
+        "teacher": "small_teacher",
+        "teacher_epochs": 15,
+        "teacher_width": 64,
+    }
+    if smoke:
+        config.update(
+            epochs=2,
+            teacher_epochs=1,
+            train_limit=512,
+            eval_limit=256,
+            batch_size=64,
+            probe_size=16,
+        )
+    return config

@@ -1,0 +1,188 @@
+"""The training driver: configuration, two-step hand-over, resume after kill -9, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import adambnn_larq as ab
+from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
+from adambnn_larq.training import copy_weights, schedule_steps, train
+
+# A tiny network and budget: the behaviour, not the accuracy, is under test.
+TINY = {
+    "dataset": "fashion_mnist",
+    "model": "reactnet_small",
+    "width_multiplier": 0.125,
+    "kernel_initializer": "pytorch_default",
+    "train_limit": 192,
+    "eval_limit": 64,
+    "batch_size": 64,
+    "epochs": 2,
+    "distillation": False,
+    "analysis": False,
+    "deterministic": True,
+}
+
+RECIPE = """
+def get_config(smoke=False):
+    return {config!r}
+"""
+
+
+def test_overrides_are_typed_and_validated():
+    config = resolve_config({"epochs": 3}, ["weight_decay=-1e-5", "distillation=false",
+                                            "train_limit=none", "optimizer=sgd"])  # fmt: skip
+    assert (config.epochs, config.weight_decay, config.distillation) == (3, -1e-5, False)
+    assert config.train_limit is None and config.optimizer == "sgd"
+    with pytest.raises(ConfigError, match="unknown key.*epoch.*valid keys: .*epochs"):
+        resolve_config({}, ["epoch=3"])
+    with pytest.raises(ConfigError, match="epochs='three': expected int"):
+        resolve_config({}, ["epochs=three"])
+    with pytest.raises(ConfigError, match="batch_size=True: expected int"):
+        resolve_config({"batch_size": True})
+    with pytest.raises(ConfigError, match="optimizer='rmsprop' is not one of"):
+        resolve_config({"optimizer": "rmsprop"})
+    with pytest.raises(ConfigError, match="key=value"):
+        resolve_config({}, ["epochs"])
+
+
+def test_defaults_are_the_official_recipe():
+    config = TrainConfig()
+    assert (config.optimizer, config.learning_rate, config.adam_beta_1, config.adam_beta_2,
+            config.adam_epsilon) == ("adam", 1.25e-3, 0.9, 0.999, 1e-8)  # fmt: skip
+    assert (config.weight_decay, config.weight_decay_step2, config.weight_decay_mode) == (
+        5e-6, 0.0, "coupled",
+    )  # fmt: skip
+    assert (config.epochs, config.batch_size, config.lr_schedule) == (256, 256, "linear")
+    steps = schedule_steps(config)
+    assert [(s.binary_activations, s.binary_weights, s.weight_decay) for s in steps] == [
+        (True, False, 5e-6), (True, True, 0.0),
+    ]  # fmt: skip
+    assert steps[1].init_from == "step1"
+
+
+def test_two_step_run_hands_over_best_weights(tmp_path):
+    config = resolve_config(TINY)
+    summary = train(config, tmp_path / "run", verbose=0)
+    assert [s["name"] for s in summary["steps"]] == ["step1", "step2"]
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["final_test_accuracy"] == summary["steps"][-1]["test_accuracy"]
+    for step in ("step1", "step2"):
+        for name in ("best.h5", "final.h5", "log.csv", "result.json"):
+            assert (tmp_path / "run" / step / name).exists(), (step, name)
+    # Step 2 starts exactly from step 1's best model: rebuild that start and compare.
+    best1 = ab.load_model(tmp_path / "run" / "step1" / "best.h5")
+    step2 = ab.ReActNetSmall(width_multiplier=0.125, binary_weights=True)
+    copy_weights(best1, step2)
+    for a, b in zip(best1.variables, step2.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert isinstance(step2.get_layer("block3_conv3x3").kernel_quantizer,
+                      ab.quantizers.ChannelScaledSign)  # fmt: skip
+    # A finished run is not rerun, and a different configuration in the same dir is refused.
+    again = train(config, tmp_path / "run", verbose=0)
+    assert again["steps"] == summary["steps"]
+    with pytest.raises(ValueError, match="different configuration.*epochs"):
+        train(resolve_config({**TINY, "epochs": 3}), tmp_path / "run", verbose=0)
+
+
+def _train_process(recipe_path, run_dir):
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "adambnn_larq", "train", str(recipe_path), "--run-dir",
+         str(run_dir), "--verbose", "0", "schedule=one-step", "epochs=3"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def _final_weights(run_dir):
+    return [v.numpy() for v in ab.load_model(run_dir / "step1" / "final.h5").variables]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_gives_the_uninterrupted_result(tmp_path):
+    recipe = tmp_path / "tiny.py"
+    recipe.write_text(RECIPE.format(config=TINY))
+    reference = _train_process(recipe, tmp_path / "reference")
+    output, _ = reference.communicate(timeout=900)
+    assert reference.returncode == 0, output
+
+    interrupted = _train_process(recipe, tmp_path / "resumed")
+    state = tmp_path / "resumed" / "step1" / "checkpoints" / "checkpoint"
+    deadline = time.time() + 900
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.2)
+        assert interrupted.poll() is None, interrupted.stdout.read()
+    interrupted.send_signal(signal.SIGKILL)  # mid-run: at least one epoch is done, not all
+    interrupted.wait()
+    assert not (tmp_path / "resumed" / "step1" / "result.json").exists()
+
+    resumed = _train_process(recipe, tmp_path / "resumed")
+    output, _ = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, output
+    assert "resuming after epoch" in output
+    for a, b in zip(_final_weights(tmp_path / "reference"), _final_weights(tmp_path / "resumed")):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    log = (tmp_path / "resumed" / "step1" / "log.csv").read_text().splitlines()
+    assert {line.split(",")[0] for line in log[1:]} == {"0", "1", "2"}
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path):
+    config = resolve_config({**TINY, "learning_rate": float("inf"), "schedule": "one-step"})
+    with pytest.raises(Exception, match=r"loss became nan at epoch 1, step \d"):
+        train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "step1" / "result.json").exists()
+
+
+def test_train_cli_reports_bad_overrides():
+    result = subprocess.run(
+        [sys.executable, "-m", "adambnn_larq", "train", "adambnn_fashion_mnist", "epoch=3"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "unknown key(s) epoch" in result.stderr and "valid keys" in result.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "adambnn_larq", "train", "no_such_recipe"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert missing.returncode == 2 and "adambnn_fashion_mnist" in missing.stderr
+
+
+def test_mirrored_strategy_matches_single_device(tmp_path):
+    """Two logical CPUs sharing one global batch give the single-device training loss.
+
+    BatchNorm normalizes each replica's half batch separately (as Keras does without
+    SyncBatchNorm), so the losses agree closely but not to the last digit.
+    """
+    config = dict(TINY, epochs=1, schedule="one-step")
+    script = tmp_path / "mirrored.py"
+    script.write_text(
+        "import sys, json\n"
+        "import adambnn_larq\n"
+        "import tensorflow as tf\n"
+        "from adambnn_larq.config import resolve_config\n"
+        "from adambnn_larq.training import configure_cpu_devices, make_strategy, train\n"
+        "n = int(sys.argv[1])\n"
+        "if n > 1: configure_cpu_devices(n)\n"
+        "strategy = make_strategy('mirrored' if n > 1 else 'default')\n"
+        f"config = resolve_config({config!r})\n"
+        "s = train(config, sys.argv[2], strategy=strategy, verbose=0)\n"
+        "print(json.dumps(s['num_replicas']))\n"
+    )
+    results = []
+    for replicas in (1, 2):
+        run_dir = tmp_path / str(replicas)
+        out = subprocess.run(
+            [sys.executable, str(script), str(replicas), str(run_dir)],
+            capture_output=True, text=True, timeout=900,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert json.loads(out.stdout.strip().splitlines()[-1]) == replicas
+        header, row = (run_dir / "step1" / "log.csv").read_text().splitlines()[:2]
+        results.append(float(row.split(",")[header.split(",").index("loss")]))
+    assert results[0] == pytest.approx(results[1], rel=0.02)
