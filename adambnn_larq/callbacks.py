@@ -159,8 +159,9 @@ class _StepCsv:
                 for row in reader:
                     total += 1
                     # A run killed while writing leaves a truncated last line: drop it.
-                    if len(row) == len(self.header) and int(row[0]) <= up_to_iteration:
-                        rows.append(row)
+                    if len(row) == len(self.header) and row[0].isdigit():
+                        if int(row[0]) <= up_to_iteration:
+                            rows.append(row)
                 rewrite = header is None or total != len(rows)
         if rewrite:
             text = io.StringIO()
@@ -427,7 +428,8 @@ class FlipRatioCallback(AnalysisCallback):
         self._csv.reopen()
 
     def _finish(self) -> None:
-        self._csv.close()
+        if self._csv is not None:
+            self._csv.close()
         self._flush_tensorboard()
 
     @property
@@ -947,7 +949,8 @@ class GradientStatisticsCallback(AnalysisCallback):
         self._csv.reopen()
 
     def _finish(self) -> None:
-        self._csv.close()
+        if self._csv is not None:
+            self._csv.close()
         self._flush_tensorboard()
 
 
@@ -979,7 +982,8 @@ def paper_callbacks(
         probe_images: a fixed batch of training images for the saturation statistic.
         run_start_signs: for step 2 of a two-step run, step 1's
             ``analysis/initial_signs.npz``.
-        layer_names: kernels to analyse (default `adambnn_larq.analysis.analysis_layers`).
+        layer_names: kernels to analyse (default `adambnn_larq.analysis.analysis_layers`);
+            the gradient statistics always follow the trainer's tracked kernels.
         gradients: include `GradientStatisticsCallback` (needs the trainer's gradient
             tracking).
         dead_threshold: see `GradientStatisticsCallback`.

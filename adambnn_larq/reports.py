@@ -176,7 +176,14 @@ def load_run(run_dir: str | os.PathLike, label: str | None = None) -> RunData:
                 "with the analysis callbacks (adambnn_larq.callbacks.paper_callbacks)?"
             )
         layers_path = analysis_dir / "layers.json"
-        layers = _read_json(layers_path).get("layers", []) if layers_path.exists() else []
+        table = _read_json(layers_path) if layers_path.exists() else {}
+        layers = table.get("layers") if isinstance(table, dict) else None
+        if not isinstance(layers, list) or not all(
+            isinstance(e, dict) and {"name", "size"} <= set(e) for e in layers
+        ):
+            if layers_path.exists():
+                raise ReportError(f"{layers_path}: field 'layers' must list {{name, size}} objects")
+            layers = []
         steps.append(
             StepData(
                 name=str(info.get("name", f"step{index + 1}")),
@@ -209,11 +216,10 @@ def step_summary(step: StepData) -> dict[str, Any]:
     out: dict[str, Any] = {"name": step.name, "epochs": step.epochs}
     if step.ff is not None and len(step.ff["ff"]):
         ff = step.ff["ff"]
-        out.update(
-            iterations=len(ff),
-            ff_mean=float(ff.mean()),
-            ff_first_epoch=float(ff[step.ff["epoch"] == 1].mean()),
-        )
+        first_epoch = ff[step.ff["epoch"] == 1]
+        out.update(iterations=len(ff), ff_mean=float(ff.mean()))
+        if len(first_epoch):
+            out["ff_first_epoch"] = float(first_epoch.mean())
     if step.c2i:
         last = step.c2i[-1]
         out["c2i_step"] = last["step_start"]["global"]
@@ -495,7 +501,7 @@ def plot_weight_histograms(runs: Sequence[RunData], path: Path) -> Path | None:
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), layout="constrained")
     for (run, step, archive), color in zip(finals, _colors(len(runs))):
-        if archive is None:
+        if archive is None or not step.layers:
             continue
         edges = archive["histogram_edges"]
         names = [entry["name"] for entry in step.layers]
@@ -506,9 +512,7 @@ def plot_weight_histograms(runs: Sequence[RunData], path: Path) -> Path | None:
         outside = (pooled[0] + pooled[-1]) / pooled.sum()
         left.plot([], [], " ", label=f"  beyond ±{edges[-1]:g}: {100 * outside:.2f} %")
     left.set_title("Latent weights at the end, all analysed layers")
-    right.set_title(
-        f"Latent weights at the end, first layer ({runs[0].steps[-1].layers[0]['name']})"
-    )
+    right.set_title("Latent weights at the end, first analysed layer")
     for axis in (left, right):
         for bound in (-1, 1):
             axis.axvline(bound, color="grey", linestyle=":", linewidth=1)

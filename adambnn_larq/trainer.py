@@ -126,7 +126,9 @@ class BNNTrainer(tf.keras.Model):
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
-            loss = tf.nn.compute_average_loss(self._per_example_loss(images, labels, logits))
+            per_example = self._per_example_loss(images, labels, logits)
+            # Scaled by the global batch: replica gradients are summed, not averaged.
+            loss = tf.nn.compute_average_loss(per_example)
             # Divided by the replica count so that the summed replica gradients add lambda*w once.
             total = loss + tf.nn.scale_regularization_loss(self.coupled_decay_loss())
         gradients = tape.gradient(total, variables)
@@ -135,7 +137,7 @@ class BNNTrainer(tf.keras.Model):
         if self.weight_decay_mode == "decoupled" and self.weight_decay != 0.0:
             self._apply_decoupled_decay()
         self.optimizer.apply_gradients(zip(gradients, variables))
-        self.loss_tracker.update_state(loss)
+        self.loss_tracker.update_state(per_example)
         self.accuracy.update_state(labels, logits)
         return {m.name: m.result() for m in self.metrics}
 

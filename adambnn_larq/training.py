@@ -340,6 +340,7 @@ def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
 
 def _teacher_cache_key(config: TrainConfig, info) -> str:
     fields = [
+        "small_teacher v2",  # bump when SmallTeacher changes, so stale caches are not reused
         config.dataset,
         config.teacher_width,
         config.teacher_epochs,

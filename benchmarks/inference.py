@@ -205,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/inference.py " + " ".join(argv or sys.argv[1:]),
         "host": benchmark.host_info(),
         "load_average_1min_before_after": [load_before, load_after],
-        "settings": {"runs": args.runs, "warmup": args.warmup, "route": args.route},
+        "settings": {
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "rounds": args.rounds,
+            "route": args.route,
+        },
         "rows": rows,
         "markdown": markdown(rows),
     }

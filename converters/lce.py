@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # TensorFlow is imported lazily so that `adambnn --help` stay
     import tensorflow as tf
 
 CONVERSION_ROUTES = ("keras", "graphdef")
+INTERPRETER_KERNELS = ("default", "indirect_bgemm", "reference")
 TARGETS = ("arm", "xcore")
 
 #: Default tolerances of `verify_conversion` (LCE's end-to-end test criterion): elementwise
@@ -649,11 +650,15 @@ def convert_model(
     missing = _missing_bconvs(findings, _conv_signatures(flatbuffer)["LceBconv2d"])
     reasons = {f.name: f.reason for f in findings if f.kind == "binary_conv" and f.reason}
     unexplained = [name for name in missing if name not in reasons]
-    messages.extend(
-        f"binary conv '{name}' did not become LceBconv2d: {reasons[name]}"
-        for name in missing
-        if name in reasons
-    )
+    by_reason: dict[str, list[str]] = {}
+    for name in missing:
+        if name in reasons:
+            by_reason.setdefault(reasons[name], []).append(name)
+    for reason, names in by_reason.items():
+        quoted = ", ".join(f"'{name}'" for name in names)
+        messages.append(
+            f"{len(names)} binary conv(s) did not become LceBconv2d: {reason}: {quoted}"
+        )
     if unexplained:
         messages.append(
             f"{len(unexplained)} binary conv(s) did not become LceBconv2d: "
@@ -732,6 +737,7 @@ class VerificationResult:
         min_agreement: the tolerance on ``top1_agreement``.
         source: where the inputs come from.
         per_sample_max_abs_diff: max absolute difference of each sample.
+        kernel: the LCE binary-conv kernel the interpreter used.
         keras_accuracy / tflite_accuracy: top-1 against labels (datasets only).
     """
 
@@ -745,6 +751,7 @@ class VerificationResult:
     min_agreement: float
     source: str
     per_sample_max_abs_diff: list[float]
+    kernel: str = "default"
     keras_accuracy: float | None = None
     tflite_accuracy: float | None = None
 
@@ -755,7 +762,7 @@ class VerificationResult:
     def summary(self) -> str:
         """The human-readable report, ending in PASS or FAIL."""
         lines = [
-            f"inputs: {self.samples} ({self.source})",
+            f"inputs: {self.samples} ({self.source}); LCE kernel: {self.kernel}",
             f"max |keras - tflite|: {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})",
             f"top-1 agreement: {self.top1_agreement:.2%}",
         ]
@@ -768,6 +775,14 @@ class VerificationResult:
             f"tolerance: |diff| <= {self.atol:g} + {self.rtol:g} * |keras| elementwise and top-1 "
             f"agreement >= {self.min_agreement:.0%}: {'PASS' if self.passed else 'FAIL'}"
         )
+        if not self.passed and self.top1_agreement > 0:
+            lines.append(
+                "hint: in an untrained model (BatchNorm statistics at their initial values) one "
+                "activation within rounding of zero that takes the other sign grows through "
+                "the unnormalized blocks; verify a trained model, or compare with a "
+                "--target xcore conversion (float convs on the same binary inputs) to tell "
+                "this apart from a conversion error"
+            )
         return "\n".join(lines)
 
 
@@ -775,8 +790,8 @@ def run_interpreter(
     flatbuffer: bytes,
     inputs: np.ndarray,
     *,
+    kernel: str = "default",
     num_threads: int = 1,
-    use_indirect_bgemm: bool = False,
     use_xnnpack: bool = False,
 ) -> np.ndarray:
     """Run the LCE interpreter one sample at a time; int8 I/O is (de)quantized here.
@@ -784,16 +799,23 @@ def run_interpreter(
     Arguments:
         flatbuffer: the converted model.
         inputs: float32 batch (N, ...) in the Keras model's input layout.
+        kernel: LCE's binary-conv kernel: ``"default"``, ``"indirect_bgemm"`` or
+            ``"reference"`` (the plain reference implementation).
+        num_threads: interpreter threads.
+        use_xnnpack: TFLite's XNNPACK delegate for the float ops.
 
     Returns:
         float32 outputs (N, ...).
     """
     from larq_compute_engine import testing
 
+    if kernel not in INTERPRETER_KERNELS:
+        raise ValueError(f"kernel must be one of {INTERPRETER_KERNELS}, got {kernel!r}")
     interpreter = testing.Interpreter(
         flatbuffer,
         num_threads=num_threads,
-        use_indirect_bgemm=use_indirect_bgemm,
+        use_reference_bconv=kernel == "reference",
+        use_indirect_bgemm=kernel == "indirect_bgemm",
         use_xnnpack=use_xnnpack,
     )
     x = np.asarray(inputs, np.float32)
@@ -825,6 +847,7 @@ def verify_conversion(
     rtol: float = DEFAULT_RTOL,
     min_agreement: float = 1.0,
     source: str = "random",
+    kernel: str = "default",
 ) -> VerificationResult:
     """Compare the LCE interpreter with Keras on ``inputs``.
 
@@ -844,6 +867,7 @@ def verify_conversion(
         rtol: relative tolerance.
         min_agreement: required share of samples with the same arg-max.
         source: where the inputs come from (for the report).
+        kernel: LCE binary-conv kernel of the interpreter (see `run_interpreter`).
 
     Returns:
         A `VerificationResult`.
@@ -854,7 +878,7 @@ def verify_conversion(
             f"inputs have shape {tuple(inputs.shape[1:])}, the model expects {expected_shape}"
         )
     keras_outputs = keras_predict(model, inputs)
-    tflite_outputs = run_interpreter(flatbuffer, inputs)
+    tflite_outputs = run_interpreter(flatbuffer, inputs, kernel=kernel)
     if tflite_outputs.shape != keras_outputs.shape:
         raise ValueError(
             f"the TFLite model outputs {tflite_outputs.shape[1:]}, the Keras model "
@@ -877,6 +901,7 @@ def verify_conversion(
         min_agreement=float(min_agreement),
         source=source,
         per_sample_max_abs_diff=[float(d) for d in diff.reshape(len(inputs), -1).max(axis=1)],
+        kernel=kernel,
     )
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
@@ -905,13 +930,41 @@ def random_inputs(shape: Sequence[int], samples: int, seed: int = 0) -> np.ndarr
 
 
 def dataset_inputs(
-    name: str, samples: int, *, split: str = "test", data_dir: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``samples`` evaluation images and labels of a dataset of `adambnn_larq.data`."""
-    from adambnn_larq.data import make_dataset
+    name: str,
+    samples: int,
+    *,
+    split: str | None = None,
+    data_dir: str | None = None,
+    channels: int | None = None,
+    image_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first ``samples`` evaluation images and labels of a dataset of `adambnn_larq.data`.
 
-    dataset = make_dataset(
-        name, split, batch_size=min(samples, 64), training=False, data_dir=data_dir, limit=samples
+    Arguments:
+        name: a dataset name of `adambnn_larq.data` (mnist, fashion_mnist, cifar10, ...).
+        samples: how many images.
+        split: default: the dataset's evaluation split.
+        data_dir: see `adambnn_larq.data.make_dataset`.
+        channels / image_size: match the model's input (e.g. 3 channels for MNIST).
+
+    Returns:
+        (images, labels, split): float32 NHWC normalized images, int labels, the split used.
+    """
+    from adambnn_larq import data
+
+    if split is None:
+        split = data.dataset_info(name, data_dir=data_dir).eval_split
+    options = {"channels": channels}
+    if image_size is not None:
+        options["image_size"] = image_size
+    dataset = data.make_dataset(
+        name,
+        split,
+        batch_size=min(samples, 64),
+        training=False,
+        data_dir=data_dir,
+        limit=samples,
+        **options,
     )
     images, labels = [], []
     for batch_images, batch_labels in dataset:
@@ -919,7 +972,7 @@ def dataset_inputs(
         labels.append(batch_labels.numpy())
     if not images:
         raise ValueError(f"dataset {name!r} split {split!r} gave no examples")
-    return np.concatenate(images)[:samples], np.concatenate(labels)[:samples]
+    return np.concatenate(images)[:samples], np.concatenate(labels)[:samples], split
 
 
 # --------------------------------------------------------------------------------------------
@@ -938,6 +991,9 @@ def load_keras_model(path: str | os.PathLike) -> tf.keras.Model:
     Raises:
         ConversionError: missing file, not a Keras model, weights only, Lambda layers.
     """
+    # Importing the models module also silences larq's advice to clip binary latent weights,
+    # which the reference deliberately does not (one log line per binary conv otherwise).
+    import adambnn_larq.models  # noqa: F401
     from adambnn_larq.saving import load_model
 
     try:
@@ -1071,8 +1127,13 @@ def _verify_command(args: argparse.Namespace) -> int:
     labels = None
     if args.dataset:
         try:
-            inputs, labels = dataset_inputs(
-                args.dataset, args.samples, split=args.split, data_dir=args.data_dir
+            inputs, labels, split = dataset_inputs(
+                args.dataset,
+                args.samples,
+                split=args.split,
+                data_dir=args.data_dir,
+                channels=shape[-1],
+                image_size=shape[0] if shape[0] == shape[1] else None,
             )
         except (ValueError, FileNotFoundError, KeyError) as error:
             raise _command_error(f"dataset {args.dataset}: {error}") from error
@@ -1081,7 +1142,7 @@ def _verify_command(args: argparse.Namespace) -> int:
                 f"dataset {args.dataset} gives images of shape {tuple(inputs.shape[1:])}, the "
                 f"model expects {shape}"
             )
-        source = f"{args.dataset}/{args.split}"
+        source = f"{args.dataset}/{split}"
     else:
         inputs = random_inputs(shape, args.samples, seed=args.seed)
         source = f"random uniform[-1, 1), seed {args.seed}"
@@ -1096,6 +1157,7 @@ def _verify_command(args: argparse.Namespace) -> int:
                 rtol=args.rtol,
                 min_agreement=args.min_agreement,
                 source=source,
+                kernel=args.kernel,
             )
         except ValueError as error:
             raise _command_error(str(error)) from error
@@ -1160,7 +1222,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="Keras model file (.h5 or .keras)")
     parser.add_argument("tflite", help="the converted .tflite")
     parser.add_argument("--dataset", help="mnist, fashion_mnist, cifar10, imagenet2012, ...")
-    parser.add_argument("--split", default="test", help="dataset split (default: test)")
+    parser.add_argument("--split", help="dataset split (default: its evaluation split)")
     parser.add_argument("--data-dir", help="dataset directory (see adambnn_larq.data)")
     parser.add_argument("--samples", type=int, default=32, help="inputs to compare (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
@@ -1176,6 +1238,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-agreement", type=float, default=1.0, help="top-1 agreement required (default 1)"
+    )
+    parser.add_argument(
+        "--kernel",
+        choices=INTERPRETER_KERNELS,
+        default="default",
+        help="LCE binary-conv kernel of the interpreter",
     )
     parser.add_argument("--report", help="also write the result as JSON here")
     parser.set_defaults(func=_verify_command)

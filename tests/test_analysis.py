@@ -281,6 +281,16 @@ def test_analyze_reports_bad_run_directories(tmp_path, capsys, summary, message)
     assert not out.exists()  # nothing written for bad input
 
 
+def test_analyze_reports_a_malformed_analysis_file(runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["one"], run)
+    (run / "step1" / "analysis" / "c2i.jsonl").write_text('{"epoch": 0}\n{broken\n')
+    assert main(["analyze", str(run), "--output", str(tmp_path / "out")]) == 2
+    assert re.search(r"c2i\.jsonl, line 2: not valid JSON", capsys.readouterr().err)
+
+
 def test_analyze_of_several_runs_needs_output(runs, capsys):
     assert main(["analyze", str(runs["one"]), str(runs["two"])]) == 2
     assert "--output" in capsys.readouterr().err
