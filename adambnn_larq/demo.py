@@ -49,7 +49,8 @@ def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) ->
         print(f"reusing {tflite_path}")
         census = dict(lce.op_census(flatbuffer))
     else:
-        conversion = lce.convert_model(model, progress=True)
+        # The graphdef route gives the same flatbuffer ops and outputs about 4x faster.
+        conversion = lce.convert_model(model, progress=True, route="graphdef")
         print(conversion.summary())
         if not conversion.all_binary_convs_converted:
             raise RuntimeError(f"not every binary conv became LceBconv2d: {conversion.census}")

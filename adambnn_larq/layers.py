@@ -74,7 +74,8 @@ class RPReLU(tf.keras.layers.Layer):
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         shifted = inputs + self.shift_in
-        # Written like Keras' own PReLU, the form the TFLite converter maps onto one PRELU op.
+        # Written like Keras' own PReLU. (TF 2.16 + LCE 0.16 still emit NEG/RELU/MUL, not one
+        # PRELU op, for either form: measured in docs/deployment.md.)
         negative = -self.alpha * tf.nn.relu(-shifted)
         return tf.nn.relu(shifted) + negative + self.shift_out
 

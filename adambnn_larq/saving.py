@@ -68,7 +68,8 @@ def custom_objects() -> dict[str, Any]:
     """Every custom Keras object a saved model of this project may contain."""
     import larq as lq
 
-    from adambnn_larq import layers, quantizers
+    # models also silences larq's kernel_constraint advice, which the reference rejects.
+    from adambnn_larq import layers, models, quantizers  # noqa: F401
 
     objects = {
         name: getattr(module, name)
