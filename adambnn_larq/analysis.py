@@ -15,7 +15,7 @@ and docs/analysis.md:
 
 References:
     - Liu et al., "How Do Adam and Training Strategies Help BNNs Optimization", ICML 2021,
-      arXiv 2106.11309 (Sections 3-4, Table 1).
+      arXiv 2106.11309 (the FF and C2I definitions, Table 1); SPEC.md §1.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def ff_ratio(
         ``(global_ratio, per_layer_ratios)``.
 
     References:
-        - Liu et al., ICML 2021, Eq. 8.
+        - Liu et al., ICML 2021 (the FF ratio); SPEC.md §1.4.
     """
     counts = flip_counts(previous, current)
     sizes = np.array([np.size(a) for a in previous], dtype=np.float64)
@@ -388,7 +388,7 @@ def match_signs(
 
 
 # --------------------------------------------------------------------------------------
-# The two-dimensional toy (paper Section 3.2, SPEC.md §1.9)
+# The two-dimensional toy (SPEC.md §1.9)
 # --------------------------------------------------------------------------------------
 
 #: Read-out weight of the second binary node in the toy.
