@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "converters.benchmark",
     "adambnn_larq.reports",
     "adambnn_larq.demo",
+    "adambnn_larq.study",
 )
 
 VARIANTS = ("reactnet_a", "reactnet_small")

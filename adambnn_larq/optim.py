@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import larq as lq
 import tensorflow as tf
@@ -108,6 +109,21 @@ def make_optimizer(
     if name == "sgd":
         return tf.keras.optimizers.legacy.SGD(learning_rate, momentum=momentum)
     raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'")
+
+
+def create_optimizer_variables(
+    optimizer: tf.keras.optimizers.Optimizer, variables: Sequence[tf.Variable]
+) -> None:
+    """Create ``optimizer``'s step counter and slots (Adam's moments) for ``variables`` now.
+
+    Variables created during the first call of a ``tf.function`` make TensorFlow trace it a
+    second time; creating them before ``fit`` halves the tracing of the training step (tens of
+    seconds for ReActNet on a CPU). Call inside the strategy's scope.
+    """
+    if isinstance(optimizer, tf.keras.optimizers.legacy.Optimizer):
+        optimizer._create_all_weights(variables)  # the legacy optimizers' own first-step hook
+    else:
+        optimizer.build(variables)
 
 
 def latent_variable(variable: tf.Variable) -> tf.Variable:

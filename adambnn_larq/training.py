@@ -33,7 +33,7 @@ import tensorflow as tf
 from adambnn_larq.cli import STRATEGIES
 from adambnn_larq.config import TrainConfig
 from adambnn_larq.models import ReActNetA, ReActNetSmall
-from adambnn_larq.optim import learning_rate_schedule, make_optimizer
+from adambnn_larq.optim import create_optimizer_variables, learning_rate_schedule, make_optimizer
 from adambnn_larq.saving import atomic_write_text, load_model, save_model
 from adambnn_larq.teachers import SmallTeacher
 from adambnn_larq.trainer import BNNTrainer
@@ -148,26 +148,27 @@ class _EpochReport(tf.keras.callbacks.Callback):
 def _datasets(config: TrainConfig, info):
     from adambnn_larq import data
 
-    def train_dataset(epoch: int) -> tf.data.Dataset:
+    def make(split: str, *, training: bool, epoch: int = 0) -> tf.data.Dataset:
         return data.make_dataset(
             config.dataset,
-            info.train_split,
+            split,
             batch_size=config.batch_size,
-            training=True,
+            training=training,
             seed=config.seed,
             epoch=epoch,
             data_dir=config.data_dir,
-            limit=config.train_limit,
+            limit=config.train_limit if training else config.eval_limit,
         )
 
-    eval_dataset = data.make_dataset(
-        config.dataset,
-        info.eval_split,
-        batch_size=config.batch_size,
-        training=False,
-        data_dir=config.data_dir,
-        limit=config.eval_limit,
-    )
+    # The pipelines are global batches; each worker of a multi-worker run takes its share
+    # of every batch (TensorFlow's DATA sharding; these sources are not split into files).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+
+    def train_dataset(epoch: int) -> tf.data.Dataset:
+        return make(info.train_split, training=True, epoch=epoch).with_options(options)
+
+    eval_dataset = make(info.eval_split, training=False).with_options(options)
     return train_dataset, eval_dataset
 
 
@@ -249,6 +250,7 @@ def run_stage(
         trainer = make_trainer(network)
         optimizer = optimizer_factory(steps_per_epoch)
         trainer.compile(optimizer, jit_compile=config.jit_compile)
+        create_optimizer_variables(optimizer, trainer.trainable_variables)
         epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
         best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
         seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
@@ -260,15 +262,18 @@ def run_stage(
             seconds=seconds_var,
         )
     manager = tf.train.CheckpointManager(checkpoint, work_dir / "checkpoints", max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    # Every worker resumes from the chief's checkpoint (the run directory is shared).
+    latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
         print(f"[{name}] resuming after epoch {int(epoch_var.numpy())} of {epochs}")
     elif init_weights is not None:
         copy_weights(load_model(init_weights), network)
         print(f"[{name}] initialized from {init_weights}")
 
     # Analysis callbacks first: the epoch logs they add must reach the CSV and TensorBoard.
-    callbacks = extra_callbacks(network) if extra_callbacks is not None else []
+    # They write files, so in a multi-worker run only the chief has them.
+    callbacks = extra_callbacks(network) if extra_callbacks is not None and chief else []
     report = _EpochReport(name, config.batch_size)
     callbacks += [
         tf.keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True),
@@ -290,7 +295,9 @@ def run_stage(
         ).history
         evaluation = {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}
         accuracy = float(evaluation["accuracy"])
-        if accuracy > float(best_var.numpy()) and chief:
+        # Every worker saves (reading BatchNorm's synchronized statistics is a collective);
+        # the non-chief ones into their scratch directory.
+        if accuracy > float(best_var.numpy()):
             save_model(network, work_dir / "best.h5")
         best_var.assign(max(accuracy, float(best_var.numpy())))
         epoch_var.assign(epoch + 1)
@@ -313,10 +320,10 @@ def run_stage(
         "images_per_second": report.images_per_second,
         "wall_time_s": float(seconds_var.numpy()),
     }
+    if not (work_dir / "best.h5").exists():
+        save_model(network, work_dir / "best.h5")
+    save_model(network, work_dir / "final.h5")
     if chief:
-        if not (work_dir / "best.h5").exists():
-            save_model(network, work_dir / "best.h5")
-        save_model(network, work_dir / "final.h5")
         atomic_write_text(result_path, json.dumps(result, indent=2))
     else:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -33,59 +33,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from adambnn_larq import ReActNetSmall, analysis  # noqa: E402
+from adambnn_larq import ReActNetSmall  # noqa: E402
 from adambnn_larq.callbacks import paper_callbacks  # noqa: E402
-
-
-class _LocalTrainer(tf.keras.Model):
-    """Cross-entropy training with the gradient contract of the analysis callbacks.
-
-    Used only when the project's trainer (`adambnn_larq.trainer.BNNTrainer`) is unavailable.
-    """
-
-    def __init__(self, student):
-        super().__init__()
-        self.student = student
-        layers = analysis.analysis_layers(student)
-        self._tracked = [analysis.latent_kernel(layer) for layer in layers]
-        self.gradient_abs_max = [
-            tf.Variable(tf.zeros(k.shape), trainable=False) for k in self._tracked
-        ]
-        self.gradient_norms = tf.Variable(tf.zeros(len(self._tracked)), trainable=False)
-
-    def call(self, inputs, training=False):
-        return self.student(inputs, training=training)
-
-    def reset_gradient_tracking(self):
-        for variable in self.gradient_abs_max:
-            variable.assign(tf.zeros_like(variable))
-
-    def train_step(self, data):
-        images, labels = data
-        variables = self.student.trainable_variables
-        with tf.GradientTape() as tape:
-            logits = self.student(images, training=True)
-            loss = tf.reduce_mean(
-                tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
-            )
-        gradients = tape.gradient(loss, variables)
-        by_id = {id(getattr(v, "latent_variable", v)): g for v, g in zip(variables, gradients)}
-        norms = []
-        for kernel, tracker in zip(self._tracked, self.gradient_abs_max):
-            gradient = by_id[id(kernel)]
-            tracker.assign(tf.maximum(tracker, tf.abs(gradient)))
-            norms.append(tf.norm(gradient))
-        self.gradient_norms.assign(tf.stack(norms))
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        return {"loss": loss}
-
-
-def make_trainer(student):
-    try:
-        from adambnn_larq.trainer import BNNTrainer
-    except ImportError:
-        return _LocalTrainer(student), "benchmark-local trainer"
-    return BNNTrainer(student, track_gradients=True), "adambnn_larq.trainer.BNNTrainer"
+from adambnn_larq.trainer import BNNTrainer  # noqa: E402
 
 
 class _Clock(tf.keras.callbacks.Callback):
@@ -197,7 +147,7 @@ def main() -> None:
     student = ReActNetSmall(
         input_shape=(size, size, 1), width_multiplier=args.width_multiplier, binary_weights=True
     )
-    trainer, trainer_name = make_trainer(student)
+    trainer = BNNTrainer(student, track_gradients=True)
     trainer.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
     rng = np.random.default_rng(0)
     count = args.batch_size * args.steps_per_epoch
@@ -207,7 +157,7 @@ def main() -> None:
     print(
         f"ReActNetSmall(width {args.width_multiplier}, {size}x{size}x1), batch {args.batch_size}, "
         f"{args.steps_per_epoch} steps/epoch, {args.epochs} timed epochs x {args.repeats} fits "
-        f"per configuration; trainer: {trainer_name}",
+        "per configuration; trainer: BNNTrainer(track_gradients=True)",
         flush=True,
     )
     started = time.perf_counter()
@@ -265,7 +215,7 @@ def main() -> None:
     epoch = {k: statistics.mean(results[k]["epoch"]) for k in configurations}
     inside = sum(results["inside_callbacks"]) / sum(results["with_epoch_for_inside"])
     summary = {
-        "trainer": trainer_name,
+        "trainer": "BNNTrainer(track_gradients=True)",
         "config": vars(args),
         "median_step_s": step,
         "median_train_step_alone_s": step_only,

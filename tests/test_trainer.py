@@ -3,7 +3,12 @@ import pytest
 import tensorflow as tf
 
 import adambnn_larq as ab
-from adambnn_larq.optim import EpochLinearDecay, decayed_variables, make_optimizer
+from adambnn_larq.optim import (
+    EpochLinearDecay,
+    create_optimizer_variables,
+    decayed_variables,
+    make_optimizer,
+)
 from adambnn_larq.trainer import BNNTrainer, distillation_loss
 
 
@@ -119,3 +124,17 @@ def test_gradient_tracking_keeps_running_max():
     assert trainer.gradient_norms.shape == (31,)
     trainer.reset_gradient_tracking()
     assert float(tf.reduce_max(trainer.gradient_abs_max[0])) == 0.0
+
+
+@pytest.mark.parametrize("create_first", [False, True])
+def test_creating_optimizer_variables_first_traces_the_step_once(create_first):
+    x, y, model, _, _ = _tiny_problem()
+    trainer = BNNTrainer(model)
+    optimizer = make_optimizer("adam", 1e-3)
+    trainer.compile(optimizer)
+    if create_first:
+        create_optimizer_variables(optimizer, trainer.trainable_variables)
+    trainer.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    # Slots created inside the first call make TensorFlow trace the step a second time.
+    assert trainer.train_function.experimental_get_tracing_count() == (1 if create_first else 2)
+    assert len(optimizer.variables()) == 1 + 2 * len(trainer.trainable_variables)

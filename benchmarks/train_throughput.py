@@ -1,0 +1,165 @@
+"""Training throughput: images/s of AdamBNN's step-1 and step-2 training steps, with and
+without XLA (``jit_compile``), side by side in one run.
+
+Every configuration is a real recipe step: `BNNTrainer` with distillation from the recipe's
+teacher (the small real-valued CNN for the small variant, ResNet-34 for ReActNet-A), Adam with
+the per-epoch linear schedule, coupled L2 decay 5e-6 in step 1 and none in step 2. Step 1 has
+binary activations and real weights, step 2 binary weights too. Inputs are random images of
+the right shape (throughput does not depend on their values).
+
+The compiled trainers of one (model, step) pair are timed in alternating rounds, so a change
+in the machine's load hits both the XLA and the non-XLA figure alike; the ratio is the number
+to trust on a shared machine.
+
+Usage::
+
+    python benchmarks/train_throughput.py                       # both models, ~10 min on 2 cores
+    python benchmarks/train_throughput.py --models small --steps 20
+    python benchmarks/train_throughput.py --output throughput.json
+
+Prints, per model and step, the median step time and images/s without and with XLA and the
+XLA speed-up; ``--output`` also writes every timing as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+
+# larq needs Keras 2: select it before TensorFlow is first imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from adambnn_larq import ReActNetA, ReActNetSmall  # noqa: E402
+from adambnn_larq.optim import learning_rate_schedule, make_optimizer  # noqa: E402
+from adambnn_larq.teachers import ResNet34, SmallTeacher  # noqa: E402
+from adambnn_larq.trainer import BNNTrainer  # noqa: E402
+
+#: name -> (student builder, teacher builder, input shape, classes, default batch)
+MODELS = {
+    # The Fashion-MNIST recipe's network (recipes/adambnn_fashion_mnist.py).
+    "small": (
+        lambda **kw: ReActNetSmall(
+            width_multiplier=0.125, kernel_initializer="pytorch_default", **kw
+        ),
+        lambda shape, classes: SmallTeacher(input_shape=shape, num_classes=classes),
+        (28, 28, 1),
+        10,
+        128,
+    ),
+    # The paper's network at its ImageNet resolution.
+    "reactnet_a": (
+        lambda **kw: ReActNetA(**kw),
+        lambda shape, classes: ResNet34(input_shape=shape, num_classes=classes),
+        (224, 224, 3),
+        1000,
+        8,
+    ),
+}
+
+#: step -> (binary weights, weight decay): AdamBNN's two steps.
+STEPS = {"step1": (False, 5e-6), "step2": (True, 0.0)}
+
+
+def make_trainer(model: str, step: str, *, jit_compile: bool, teacher: tf.keras.Model):
+    build, _, shape, classes, _ = MODELS[model]
+    binary_weights, weight_decay = STEPS[step]
+    student = build(input_shape=shape, num_classes=classes, binary_weights=binary_weights)
+    trainer = BNNTrainer(student, teacher=teacher, weight_decay=weight_decay)
+    schedule = learning_rate_schedule("linear", 1.25e-3, epochs=256, steps_per_epoch=1000)
+    trainer.compile(make_optimizer("adam", schedule), jit_compile=jit_compile)
+    return trainer
+
+
+def step_times(trainer, images, labels, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` training steps on the same batch."""
+    times = []
+    for _ in range(steps):
+        started = time.perf_counter()
+        logs = trainer.train_on_batch(images, labels, return_dict=True)
+        times.append(time.perf_counter() - started)
+    if not np.isfinite(logs["loss"]):
+        raise RuntimeError(f"the loss is {logs['loss']}: the benchmark is not training")
+    return times
+
+
+def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int) -> dict:
+    _, build_teacher, shape, classes, _ = MODELS[model]
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((batch_size, *shape), dtype=np.float32)
+    labels = rng.integers(0, classes, batch_size)
+    teacher = build_teacher(shape, classes)
+    trainers, compile_seconds = {}, {}
+    for jit in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        started = time.perf_counter()
+        trainers[jit] = make_trainer(model, step, jit_compile=jit, teacher=teacher)
+        step_times(trainers[jit], images, labels, 2)  # tracing (and XLA compilation)
+        compile_seconds[jit] = time.perf_counter() - started
+    times = {False: [], True: []}
+    for _ in range(rounds):
+        for jit in (False, True):
+            times[jit] += step_times(trainers[jit], images, labels, steps)
+    result = {"model": model, "step": step, "batch_size": batch_size, "input_shape": shape}
+    for jit, name in ((False, "no_xla"), (True, "xla")):
+        median = statistics.median(times[jit])
+        result[name] = {
+            "median_step_s": median,
+            "images_per_second": batch_size / median,
+            "build_and_compile_s": compile_seconds[jit],
+            "step_times_s": times[jit],
+        }
+    result["xla_speedup"] = result["no_xla"]["median_step_s"] / result["xla"]["median_step_s"]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="small,reactnet_a", help="comma-separated")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
+    parser.add_argument("--batch-size", type=int, help="default: 128 small, 8 ReActNet-A")
+    parser.add_argument("--output", help="also write the results as JSON here")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    for model in models:
+        if model not in MODELS:
+            parser.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+
+    print(
+        f"TensorFlow {tf.__version__} on {platform.machine()}, {os.cpu_count()} CPUs; "
+        f"{args.rounds} rounds of {args.steps} steps per configuration",
+        flush=True,
+    )
+    results = []
+    for model in models:
+        batch_size = args.batch_size or MODELS[model][4]
+        for step in STEPS:
+            result = benchmark(
+                model, step, batch_size=batch_size, steps=args.steps, rounds=args.rounds
+            )
+            results.append(result)
+            no_xla, xla = result["no_xla"], result["xla"]
+            print(
+                f"{model} {step} (batch {batch_size}, {result['input_shape']}): "
+                f"{no_xla['images_per_second']:.1f} img/s without XLA "
+                f"({no_xla['median_step_s'] * 1e3:.0f} ms/step), "
+                f"{xla['images_per_second']:.1f} img/s with XLA "
+                f"({xla['median_step_s'] * 1e3:.0f} ms/step): XLA speed-up "
+                f"{result['xla_speedup']:.2f}x; build+compile "
+                f"{no_xla['build_and_compile_s']:.0f} s / {xla['build_and_compile_s']:.0f} s",
+                flush=True,
+            )
+    if args.output:
+        with open(args.output, "w") as file:
+            json.dump({"tensorflow": tf.__version__, "results": results}, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
