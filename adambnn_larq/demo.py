@@ -20,14 +20,36 @@ FAST_OVERRIDES = [
     "batch_size=64",
 ]
 
+#: ``--smoke``: seconds-scale training, for tests of the whole pipeline (on top of the recipe's
+#: own smoke settings).
+SMOKE_OVERRIDES = ["train_limit=128", "eval_limit=64", "probe_size=8"]
+
+#: Over hundreds of real test images a trained binary network meets a pre-activation within
+#: float rounding of zero now and then; LCE and Keras may then take different signs and that
+#: image's logits move (measured: 1 of 200 images, 0.024, all top-1 unchanged). Such images
+#: are counted, not failed, up to these shares.
+VERIFY_MIN_WITHIN = 0.99
+VERIFY_MIN_AGREEMENT = 0.99
+
 
 def _stage(title: str) -> float:
     print(f"\n=== {title}", flush=True)
     return time.perf_counter()
 
 
-def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) -> dict[str, Any]:
-    """Run the whole pipeline in ``run_dir``; returns (and writes) ``demo_summary.json``."""
+def run_demo(
+    run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int, smoke: bool = False
+) -> dict[str, Any]:
+    """Run the whole pipeline in ``run_dir``; returns (and writes) ``demo_summary.json``.
+
+    Arguments:
+        run_dir: where everything goes; a rerun reuses the finished stages.
+        fast: the few-minute budget (`FAST_OVERRIDES`).
+        samples: test images the interpreter is verified on.
+        benchmark_runs: timed runs of the host benchmark.
+        smoke: the recipe's smoke budget (`SMOKE_OVERRIDES`): the pipeline in a few minutes
+            without training anything worth measuring.
+    """
     from adambnn_larq.config import resolve_config
     from adambnn_larq.reports import analyze
     from adambnn_larq.saving import atomic_write_bytes, atomic_write_text, load_model
@@ -36,8 +58,10 @@ def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) ->
     from converters import lce
 
     started = time.perf_counter()
-    config = resolve_config(load_recipe(DEMO_RECIPE), FAST_OVERRIDES if fast else [])
-    t = _stage(f"1/5 train {DEMO_RECIPE}{' (fast)' if fast else ''}: teacher, step 1, step 2")
+    overrides = SMOKE_OVERRIDES if smoke else FAST_OVERRIDES if fast else []
+    config = resolve_config(load_recipe(DEMO_RECIPE, smoke=smoke), overrides)
+    budget = " (smoke)" if smoke else " (fast)" if fast else ""
+    t = _stage(f"1/5 train {DEMO_RECIPE}{budget}: teacher, step 1, step 2")
     summary = train(config, run_dir / "train", recipe=DEMO_RECIPE, verbose=2)
     train_seconds = time.perf_counter() - t
     model = load_model(summary["final_model"])
@@ -59,9 +83,15 @@ def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) ->
         census = dict(conversion.census)
 
     t = _stage(f"3/5 verify the interpreter against Keras on {samples} test images")
-    inputs, labels = lce.dataset_inputs(config.dataset, samples)
+    inputs, labels, split = lce.dataset_inputs(config.dataset, samples)
     verification = lce.verify_conversion(
-        model, flatbuffer, inputs, labels=labels, source=config.dataset
+        model,
+        flatbuffer,
+        inputs,
+        labels=labels,
+        source=f"{config.dataset}/{split}",
+        min_within=VERIFY_MIN_WITHIN,
+        min_agreement=VERIFY_MIN_AGREEMENT,
     )
     print(verification.summary())
     if not verification.passed:
@@ -82,6 +112,7 @@ def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) ->
     result = {
         "recipe": DEMO_RECIPE,
         "fast": fast,
+        "smoke": smoke,
         "test_accuracy": {s["name"]: s["test_accuracy"] for s in summary["steps"]},
         "teacher_test_accuracy": summary.get("teacher_test_accuracy"),
         "tflite": str(tflite_path),
@@ -91,6 +122,7 @@ def run_demo(run_dir: Path, *, fast: bool, samples: int, benchmark_runs: int) ->
             "samples": verification.samples,
             "max_abs_diff": verification.max_abs_diff,
             "top1_agreement": verification.top1_agreement,
+            "within_tolerance": verification.within_share,
             "tflite_accuracy": verification.tflite_accuracy,
         },
         "latency_ms_median": lce_default["median_ms"],
@@ -113,7 +145,8 @@ def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
         f"{result['lce_bconv2d']} LceBconv2d)"
     )
     print(
-        f"verification: {verification['samples']} test images, max |diff| "
+        f"verification: {verification['samples']} test images, "
+        f"{verification['within_tolerance']:.1%} within tolerance, max |diff| "
         f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.0%}"
     )
     print(f"host latency (LCE, 1 thread, median): {result['latency_ms_median']:.2f} ms")
@@ -122,8 +155,11 @@ def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    run_dir = Path(args.run_dir or ("runs/demo-fast" if args.fast else "runs/demo"))
-    result = run_demo(run_dir, fast=args.fast, samples=args.samples, benchmark_runs=args.runs)
+    default = "runs/demo-smoke" if args.smoke else "runs/demo-fast" if args.fast else "runs/demo"
+    run_dir = Path(args.run_dir or default)
+    result = run_demo(
+        run_dir, fast=args.fast, samples=args.samples, benchmark_runs=args.runs, smoke=args.smoke
+    )
     _print_summary(run_dir, result)
     return 0
 
@@ -136,8 +172,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(offline), LCE conversion, verification against Keras on the test set, host "
         "benchmark and analysis report. Rerunning resumes; --fast takes a few minutes.",
     )
-    parser.add_argument("--fast", action="store_true", help="few-minute version")
-    parser.add_argument("--run-dir", help="default: runs/demo (or runs/demo-fast)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--fast", action="store_true", help="few-minute version")
+    budget.add_argument(
+        "--smoke", action="store_true", help="the pipeline on a tiny budget (tests)"
+    )
+    parser.add_argument("--run-dir", help="default: runs/demo (-fast, -smoke)")
     parser.add_argument("--samples", type=int, default=200, help="test images to verify on")
     parser.add_argument("--runs", type=int, default=20, help="timed benchmark runs")
     parser.set_defaults(func=_demo)

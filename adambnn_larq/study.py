@@ -21,11 +21,13 @@ References:
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -318,6 +320,35 @@ def _study_markdown(
     return "\n".join(lines) + "\n"
 
 
+def _train_run(
+    run: StudyRun, run_dir: Path, number: int, total: int, verbose: int, in_process: bool = False
+) -> None:
+    """Train one run of the study: here, or in a new process logging to ``run_dir/train.log``."""
+    from adambnn_larq.training import train
+
+    where = f"[study] {run.dataset} run {number}/{total}: {run.name}"
+    print(
+        f"{where} ({run.config.schedule}, {run.config.optimizer}, decay "
+        f"{run.config.weight_decay:g}) in {run_dir}",
+        flush=True,
+    )
+    if in_process:
+        train(run.config, run_dir, recipe=run.name, verbose=verbose)
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "train.log"
+    with open(log_path, "a") as log:
+        done = subprocess.run(
+            [sys.executable, "-m", "adambnn_larq.study", "--train-run", run.config.to_json(),
+             str(run_dir), run.name, str(verbose)],
+            stdout=log, stderr=subprocess.STDOUT, check=False,
+        )  # fmt: skip
+    if done.returncode != 0:
+        tail = log_path.read_text()[-2000:]
+        raise StudyError(f"{where} failed (exit {done.returncode}); end of {log_path}:\n{tail}")
+    print(f"{where}: finished", flush=True)
+
+
 def run_study(
     name: str,
     output_dir: str | os.PathLike,
@@ -327,6 +358,7 @@ def run_study(
     overrides: Sequence[str] = (),
     verbose: int = 2,
     command: str | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Train (or resume) every run of the study ``name`` and write its report.
 
@@ -342,6 +374,9 @@ def run_study(
         overrides: ``key=value`` for every run.
         verbose: Keras progress mode for training.
         command: the command line to record in ``study.md``.
+        jobs: runs trained at the same time (in separate processes) after each dataset's
+            first run, which trains the shared teacher. The small networks of the study do
+            not keep two cores busy, so 2 is faster on a 2-core machine.
 
     Returns:
         The content of ``study.json``.
@@ -349,7 +384,6 @@ def run_study(
     from adambnn_larq import data
     from adambnn_larq.reports import analyze
     from adambnn_larq.saving import atomic_write_text
-    from adambnn_larq.training import train
 
     started = time.perf_counter()
     runs = load_study(name, smoke=smoke, datasets=datasets, overrides=overrides)
@@ -363,17 +397,21 @@ def run_study(
             print(f"[study] {dataset}: skipped, its data is not available ({error})", flush=True)
             sections.append({"dataset": dataset, "skipped": f"the data is not available: {error}"})
             continue
-        run_dirs = []
-        for index, run in enumerate(dataset_runs):
-            run_dir = output / dataset / run.name
-            print(
-                f"\n[study] {dataset} run {index + 1}/{len(dataset_runs)}: {run.name} "
-                f"({run.config.schedule}, {run.config.optimizer}, decay "
-                f"{run.config.weight_decay:g}) in {run_dir}",
-                flush=True,
-            )
-            train(run.config, run_dir, recipe=run.name, verbose=verbose)
-            run_dirs.append(run_dir)
+        run_dirs = [output / dataset / run.name for run in dataset_runs]
+        # The first run trains the shared teacher; the others may then run side by side.
+        _train_run(dataset_runs[0], run_dirs[0], 1, len(dataset_runs), verbose, in_process=True)
+        rest = list(zip(dataset_runs[1:], run_dirs[1:], range(2, len(dataset_runs) + 1)))
+        if jobs <= 1:
+            for run, run_dir, number in rest:
+                _train_run(run, run_dir, number, len(dataset_runs), verbose, in_process=True)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+                futures = [
+                    pool.submit(_train_run, run, run_dir, number, len(dataset_runs), verbose)
+                    for run, run_dir, number in rest
+                ]
+                for future in futures:
+                    future.result()
         analyze(run_dirs, output / dataset / "report", labels=[r.name for r in dataset_runs])
         rows = {r.name: _measured_row(d, r.name) for r, d in zip(dataset_runs, run_dirs)}
         sections.append({"dataset": dataset, "rows": rows, "findings": findings(rows)})
@@ -416,6 +454,7 @@ def _study_command(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             verbose=args.verbose,
             command=command,
+            jobs=args.jobs,
         )
     except (StudyError, ConfigError, FileNotFoundError, ReportError, TrainingDiverged) as error:
         raise CommandError(str(error)) from error
@@ -447,4 +486,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", help="study directory (default runs/STUDY)")
     parser.add_argument("--datasets", help="comma-separated subset, e.g. fashion_mnist")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs trained side by side (separate processes)"
+    )
     parser.set_defaults(func=_study_command)
+
+
+def _train_run_main(argv: Sequence[str]) -> int:
+    """``python -m adambnn_larq.study --train-run CONFIG_JSON RUN_DIR NAME VERBOSE``."""
+    from adambnn_larq.training import train
+
+    config_json, run_dir, name, verbose = argv
+    config = resolve_config(json.loads(config_json), where=f"study run {name}")
+    train(config, run_dir, recipe=name, verbose=int(verbose))
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] != ["--train-run"] or len(sys.argv) != 6:
+        sys.exit("internal entry point of `adambnn study --jobs N`; use `adambnn study`")
+    sys.exit(_train_run_main(sys.argv[2:]))

@@ -116,7 +116,8 @@ def build_student(config: TrainConfig, info, step: Step) -> tf.keras.Model:
 
 
 class _EpochReport(tf.keras.callbacks.Callback):
-    """Stops on a non-finite loss, naming where, and measures throughput."""
+    """Stops on a non-finite loss, naming where; ends each fit after one epoch; measures
+    throughput."""
 
     def __init__(self, stage: str, batch_size: int):
         super().__init__()
@@ -138,6 +139,10 @@ class _EpochReport(tf.keras.callbacks.Callback):
                 f"{batch + 1}; the last good checkpoint is kept. Lower the learning rate or "
                 "check the data."
             )
+
+    def on_epoch_end(self, epoch, logs=None):
+        # run_stage checkpoints between epochs: each fit trains one (Keras still counts to E).
+        self.model.stop_training = True
 
     @property
     def images_per_second(self) -> float:
@@ -286,7 +291,7 @@ def run_stage(
         started = time.perf_counter()
         history = trainer.fit(
             train_dataset(epoch),
-            epochs=epoch + 1,
+            epochs=epochs,
             initial_epoch=epoch,
             steps_per_epoch=steps_per_epoch,
             validation_data=eval_dataset,

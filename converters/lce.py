@@ -725,7 +725,8 @@ class VerificationResult:
     """Interpreter vs Keras on the same inputs.
 
     The tolerance is LCE's own end-to-end criterion, elementwise
-    ``|tflite - keras| <= atol + rtol * |keras|``, plus a required top-1 agreement.
+    ``|tflite - keras| <= atol + rtol * |keras|``, on at least ``min_within`` of the samples
+    (default all), plus a required top-1 agreement.
 
     Attributes:
         samples: number of inputs compared.
@@ -735,6 +736,8 @@ class VerificationResult:
         top1_agreement: share of samples whose arg-max output agrees.
         atol / rtol: the elementwise tolerance.
         min_agreement: the tolerance on ``top1_agreement``.
+        within_share: share of samples whose every output is within the elementwise tolerance.
+        min_within: the tolerance on ``within_share``.
         source: where the inputs come from.
         per_sample_max_abs_diff: max absolute difference of each sample.
         kernel: the LCE binary-conv kernel the interpreter used.
@@ -754,10 +757,17 @@ class VerificationResult:
     kernel: str = "default"
     keras_accuracy: float | None = None
     tflite_accuracy: float | None = None
+    within_share: float = 1.0
+    min_within: float = 1.0
 
     @property
     def passed(self) -> bool:
-        return self.worst_excess <= 0.0 and self.top1_agreement >= self.min_agreement
+        within = (
+            self.worst_excess <= 0.0
+            if self.min_within >= 1.0
+            else (self.within_share >= self.min_within)
+        )
+        return within and self.top1_agreement >= self.min_agreement
 
     def summary(self) -> str:
         """The human-readable report, ending in PASS or FAIL."""
@@ -771,9 +781,12 @@ class VerificationResult:
                 f"top-1 accuracy vs labels: keras {self.keras_accuracy:.2%}, "
                 f"tflite {self.tflite_accuracy:.2%}"
             )
+        within = round(self.within_share * self.samples)
+        lines.append(f"samples within tolerance: {within}/{self.samples}")
         lines.append(
-            f"tolerance: |diff| <= {self.atol:g} + {self.rtol:g} * |keras| elementwise and top-1 "
-            f"agreement >= {self.min_agreement:.0%}: {'PASS' if self.passed else 'FAIL'}"
+            f"tolerance: |diff| <= {self.atol:g} + {self.rtol:g} * |keras| elementwise on "
+            f">= {self.min_within:.0%} of the samples and top-1 agreement >= "
+            f"{self.min_agreement:.0%}: {'PASS' if self.passed else 'FAIL'}"
         )
         if not self.passed and self.top1_agreement > 0:
             lines.append(
@@ -846,6 +859,7 @@ def verify_conversion(
     atol: float | None = None,
     rtol: float = DEFAULT_RTOL,
     min_agreement: float = 1.0,
+    min_within: float = 1.0,
     source: str = "random",
     kernel: str = "default",
 ) -> VerificationResult:
@@ -866,6 +880,10 @@ def verify_conversion(
             step for int8 outputs).
         rtol: relative tolerance.
         min_agreement: required share of samples with the same arg-max.
+        min_within: required share of samples with every output within the elementwise
+            tolerance (default 1: all). Over many real images a trained binary network meets
+            a pre-activation within rounding of zero now and then; below 1 such samples are
+            counted instead of failing the check.
         source: where the inputs come from (for the report).
         kernel: LCE binary-conv kernel of the interpreter (see `run_interpreter`).
 
@@ -899,6 +917,8 @@ def verify_conversion(
         atol=atol,
         rtol=float(rtol),
         min_agreement=float(min_agreement),
+        within_share=float(np.mean(excess.reshape(len(inputs), -1).max(axis=1) <= 0.0)),
+        min_within=float(min_within),
         source=source,
         per_sample_max_abs_diff=[float(d) for d in diff.reshape(len(inputs), -1).max(axis=1)],
         kernel=kernel,
@@ -1156,6 +1176,7 @@ def _verify_command(args: argparse.Namespace) -> int:
                 atol=args.atol,
                 rtol=args.rtol,
                 min_agreement=args.min_agreement,
+                min_within=args.min_within,
                 source=source,
                 kernel=args.kernel,
             )
@@ -1238,6 +1259,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-agreement", type=float, default=1.0, help="top-1 agreement required (default 1)"
+    )
+    parser.add_argument(
+        "--min-within",
+        type=float,
+        default=1.0,
+        help="share of samples that must be within the elementwise tolerance (default 1)",
     )
     parser.add_argument(
         "--kernel",

@@ -20,8 +20,8 @@ for the direction of each effect, not for the values.
 """
 
 EPOCHS_PER_STEP = 2
-TRAIN_LIMIT = 12000
-EVAL_LIMIT = 5000
+TRAIN_LIMIT = 8000
+EVAL_LIMIT = 2000
 SGD_LEARNING_RATE = 0.1
 
 

@@ -86,8 +86,21 @@ def test_a_dataset_without_data_is_reported_not_trained(tmp_path):
 @pytest.mark.slow
 def test_smoke_study_end_to_end(tmp_path):
     output = tmp_path / "study"
-    command = [sys.executable, "-m", "adambnn_larq", "study", "--smoke", "--datasets",
-               "fashion_mnist", "--output", str(output), "--verbose", "0"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "adambnn_larq",
+        "study",
+        "--smoke",
+        "--jobs",
+        "2",
+        "--datasets",
+        "fashion_mnist",
+        "--output",
+        str(output),
+        "--verbose",
+        "0",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "of the paper's findings reproduce" in done.stdout
