@@ -233,6 +233,26 @@ def test_verify_fails_for_a_different_model(small_files, capsys):
     assert reported == pytest.approx(0.5, rel=0.05)  # the largest bias change
 
 
+def test_min_within_counts_samples_outside_the_tolerance(small_files):
+    """All samples within tolerance for the same model, none for the changed one; below 1,
+    ``min_within`` lets a share of the samples (near-zero sign flips) exceed it."""
+    import dataclasses
+
+    directory = small_files[0]
+    flatbuffer = (directory / "small.tflite").read_bytes()
+    inputs = lce_tools.random_inputs((28, 28, 1), 4)
+    same = lce_tools.verify_conversion(ab.load_model(directory / "small.h5"), flatbuffer, inputs)
+    other = lce_tools.verify_conversion(ab.load_model(directory / "other.h5"), flatbuffer, inputs)
+    assert (same.within_share, same.passed) == (1.0, True)
+    assert other.within_share == 0.0 and not other.passed
+    assert "samples within tolerance: 0/4" in other.summary()
+    one_of_four_off = dataclasses.replace(same, within_share=0.75, worst_excess=0.02)
+    assert not one_of_four_off.passed  # default: every sample
+    assert dataclasses.replace(one_of_four_off, min_within=0.75).passed
+    assert not dataclasses.replace(one_of_four_off, min_within=0.8).passed
+    assert not dataclasses.replace(one_of_four_off, min_within=0.75, top1_agreement=0.5).passed
+
+
 def test_verify_on_fashion_mnist_images(small_files, capsys):
     small_files = small_files[0]
     tflite = small_files / "small.tflite"
