@@ -182,7 +182,7 @@ def findings(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             "C2I {0:.4f}, {1:.4f}, {2:.4f}, {3:.4f}",
         ),
         check(
-            "Negative decay (-1e-5) freezes the signs and is the least accurate one-step run",
+            "Negative decay (-1e-5) gives the least accurate one-step run",
             [(run, "top1") for run in sweep],
             lambda negative, *others: negative < min(others),
             "top-1 {0:.2%} vs {1:.2%}, {2:.2%}, {3:.2%}",

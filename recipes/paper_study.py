@@ -2,7 +2,7 @@
 weight-decay sweep {1e-5, 5e-6, 0, -1e-5}, on Fashion-MNIST (and CIFAR-10 when its data has
 been prepared, see docs/data.md).
 
-    adambnn study paper_study                      # docs/results/paper-study: about 1 h on 2 cores
+    adambnn study paper_study --jobs 2             # docs/results/paper-study: 44 min on 2 cores
     adambnn study paper_study --smoke              # every run on a few hundred images: minutes
     adambnn study paper_study --datasets fashion_mnist
 
