@@ -762,12 +762,7 @@ class VerificationResult:
 
     @property
     def passed(self) -> bool:
-        within = (
-            self.worst_excess <= 0.0
-            if self.min_within >= 1.0
-            else (self.within_share >= self.min_within)
-        )
-        return within and self.top1_agreement >= self.min_agreement
+        return self.within_share >= self.min_within and self.top1_agreement >= self.min_agreement
 
     def summary(self) -> str:
         """The human-readable report, ending in PASS or FAIL."""
