@@ -67,6 +67,7 @@ def load_study(
     *,
     smoke: bool = False,
     datasets: Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
 ) -> list[StudyRun]:
     """Every run of the study file ``name`` with its resolved configuration.
@@ -78,6 +79,7 @@ def load_study(
         name: a study file in ``recipes/`` or a path to one.
         smoke: the study's (and each base recipe's) smoke settings.
         datasets: only these of the study's datasets (default: all).
+        runs: only the runs of these names (default: all), in the study's order.
         overrides: ``key=value`` strings applied to every run last.
 
     Returns:
@@ -91,7 +93,7 @@ def load_study(
     study = load_recipe(name, smoke=smoke)
     where = f"study {name}"
     study_datasets = _require(study, "datasets", dict, where)
-    runs = _require(study, "runs", list, where)
+    study_runs = _require(study, "runs", list, where)
     paper = study.get("paper", {})
     if datasets is not None:
         unknown = sorted(set(datasets) - set(study_datasets))
@@ -100,10 +102,16 @@ def load_study(
                 f"{where} has no dataset(s) {', '.join(unknown)}; it has "
                 f"{', '.join(study_datasets)}"
             )
-    names = [_require(run, "name", str, f"{where}: runs[{i}]") for i, run in enumerate(runs)]
+    names = [_require(run, "name", str, f"{where}: runs[{i}]") for i, run in enumerate(study_runs)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise StudyError(f"{where}: run names must be unique; repeated: {', '.join(repeated)}")
+    if runs is not None:
+        unknown = [run for run in runs if run not in names]
+        if unknown:
+            raise StudyError(
+                f"{where} has no run(s) {', '.join(unknown)}; it has {', '.join(names)}"
+            )
     result = []
     for dataset, entry in study_datasets.items():
         if datasets is not None and dataset not in datasets:
@@ -112,7 +120,9 @@ def load_study(
             _require(entry, "recipe", str, f"{where}: datasets.{dataset}"), smoke=smoke
         )
         budget = entry.get("overrides", {})
-        for index, run in enumerate(runs):
+        for index, run in enumerate(study_runs):
+            if runs is not None and run["name"] not in runs:
+                continue
             run_where = f"{where}: runs[{index}] ({run['name']}) on {dataset}"
             row = run.get("paper")
             if row is not None and row not in paper:
@@ -355,6 +365,7 @@ def run_study(
     *,
     smoke: bool = False,
     datasets: Sequence[str] | None = None,
+    runs: Sequence[str] | None = None,
     overrides: Sequence[str] = (),
     verbose: int = 2,
     command: str | None = None,
@@ -371,6 +382,8 @@ def run_study(
         output_dir: the study directory; rerunning with the same arguments resumes.
         smoke: tiny budgets (the whole pipeline in minutes).
         datasets: only these of the study's datasets.
+        runs: only the runs of these names (the findings that need the others are then
+            reported as not testable).
         overrides: ``key=value`` for every run.
         verbose: Keras progress mode for training.
         command: the command line to record in ``study.md``.
@@ -386,7 +399,7 @@ def run_study(
     from adambnn_larq.saving import atomic_write_text
 
     started = time.perf_counter()
-    runs = load_study(name, smoke=smoke, datasets=datasets, overrides=overrides)
+    runs = load_study(name, smoke=smoke, datasets=datasets, runs=runs, overrides=overrides)
     output = Path(output_dir)
     sections = []
     for dataset in dict.fromkeys(run.dataset for run in runs):
@@ -444,6 +457,7 @@ def _study_command(args: argparse.Namespace) -> int:
     suffix = "-smoke" if args.smoke else ""
     output = Path(args.output or Path("runs") / (Path(args.study).stem + suffix))
     datasets = args.datasets.split(",") if args.datasets else None
+    runs = args.runs.split(",") if args.runs else None
     command = "adambnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     try:
         result = run_study(
@@ -451,6 +465,7 @@ def _study_command(args: argparse.Namespace) -> int:
             output,
             smoke=args.smoke,
             datasets=datasets,
+            runs=runs,
             overrides=args.overrides,
             verbose=args.verbose,
             command=command,
@@ -485,6 +500,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny budgets: minutes")
     parser.add_argument("--output", help="study directory (default runs/STUDY)")
     parser.add_argument("--datasets", help="comma-separated subset, e.g. fashion_mnist")
+    parser.add_argument("--runs", help="comma-separated subset of the runs, e.g. adam-1step-wd0")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs trained side by side (separate processes)"

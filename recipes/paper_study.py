@@ -5,6 +5,7 @@ been prepared, see docs/data.md).
     adambnn study paper_study --jobs 2             # docs/results/paper-study: 44 min on 2 cores
     adambnn study paper_study --smoke              # every run on a few hundred images: minutes
     adambnn study paper_study --datasets fashion_mnist
+    adambnn study paper_study --runs adam-1step-wd0,sgd-1step-wd0   # some runs only
 
 Every run of a dataset has the same budget and seed: the dataset's recipe, trained for
 ``2 * EPOCHS_PER_STEP`` epochs in all (one-step: all of them in one step; two-step: half
