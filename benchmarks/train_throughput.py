@@ -15,6 +15,7 @@ Usage::
 
     python benchmarks/train_throughput.py                       # both models, ~20 min on 2 cores
     python benchmarks/train_throughput.py --models small --steps 20
+    python benchmarks/train_throughput.py --models cifar10   # the CIFAR-10 recipe's network
     python benchmarks/train_throughput.py --output throughput.json
 
 Prints, per model and step, the median step time and images/s without and with XLA and the
@@ -51,6 +52,16 @@ MODELS = {
         ),
         lambda shape, classes: SmallTeacher(input_shape=shape, num_classes=classes),
         (28, 28, 1),
+        10,
+        128,
+    ),
+    # The CIFAR-10 recipe's network (recipes/adambnn_cifar10.py) and its wider teacher.
+    "cifar10": (
+        lambda **kw: ReActNetSmall(
+            width_multiplier=0.5, num_downsamplings=3, kernel_initializer="pytorch_default", **kw
+        ),
+        lambda shape, classes: SmallTeacher(input_shape=shape, num_classes=classes, width=64),
+        (32, 32, 3),
         10,
         128,
     ),
@@ -137,7 +148,7 @@ def main() -> None:
     parser.add_argument("--models", default="small,reactnet_a", help="comma-separated")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    parser.add_argument("--batch-size", type=int, help="default: 128 small, 8 ReActNet-A")
+    parser.add_argument("--batch-size", type=int, help="default: 128 small/cifar10, 8 ReActNet-A")
     parser.add_argument("--output", help="also write the results as JSON here")
     args = parser.parse_args()
     models = args.models.split(",")

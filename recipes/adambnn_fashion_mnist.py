@@ -5,15 +5,15 @@ decay 5e-6, step 2 binary weights without decay, initialized from step 1's best;
 1.25e-3 with the per-epoch linear schedule; distillation (temperature 1, no label term) from a
 small real-valued CNN trained first as stage 0 and cached.
 
-    adambnn train adambnn_fashion_mnist            # ~40 min on 2 CPU cores: 82 % test top-1
+    adambnn train adambnn_fashion_mnist            # ~38 min on 2 CPU cores: 82 % test top-1
     adambnn train adambnn_fashion_mnist --smoke    # seconds: 2 epochs a step on 512 images
 
 Variants are overrides, not copies: ``optimizer=sgd lr_schedule=cosine learning_rate=0.1``,
 ``schedule=one-step``, ``weight_decay=1e-5``, ``weight_decay_mode=decoupled``,
 ``distillation=false``.
 
-Measured (docs/results/demo, 2 cores): teacher 2 epochs 11 min (89.7 %), step 1 13 min
-(80.7 %), step 2 16 min (82.1 %); the `adambnn demo` pipeline around it 41 min in all.
+Measured (docs/results/demo, 2 cores): teacher 2 epochs 8 min (89.7 %), step 1 15 min
+(80.7 %), step 2 15 min (82.1 %); the `adambnn demo` pipeline around it 39 min in all.
 """
 
 

@@ -10,8 +10,9 @@ per-epoch linear schedule, distillation (T = 1, no label term) from torchvision'
     # ILSVRC2012_img_{train,val}.tar in <data_dir>/downloads/manual (docs/data.md)
     adambnn train adambnn_imagenet teacher=resnet34.h5 data_dir=/data/tfds --strategy mirrored
 
-Expected run time: the paper reports about three days a step on an 8-GPU workstation; on a
-CPU (measured here: single-digit images/s at 224) it is not practical. ``--smoke`` checks the
+Expected run time: the paper reports about three days a step on an 8-GPU workstation. On a
+2-core CPU it is not practical: 1.6 images/s in either step at 224 (batch 8, with the ResNet-34
+teacher; docs/results/train-throughput.md), about 9 days an epoch. ``--smoke`` checks the
 whole path on 64 images in minutes once the dataset is prepared.
 """
 
