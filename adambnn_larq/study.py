@@ -337,11 +337,12 @@ def _train_run(
     from adambnn_larq.training import train
 
     where = f"[study] {run.dataset} run {number}/{total}: {run.name}"
-    print(
+    # One write per line: runs of `--jobs N` report from threads at the same time.
+    sys.stdout.write(
         f"{where} ({run.config.schedule}, {run.config.optimizer}, decay "
-        f"{run.config.weight_decay:g}) in {run_dir}",
-        flush=True,
+        f"{run.config.weight_decay:g}) in {run_dir}\n"
     )
+    sys.stdout.flush()
     if in_process:
         train(run.config, run_dir, recipe=run.name, verbose=verbose)
         return
@@ -356,7 +357,8 @@ def _train_run(
     if done.returncode != 0:
         tail = log_path.read_text()[-2000:]
         raise StudyError(f"{where} failed (exit {done.returncode}); end of {log_path}:\n{tail}")
-    print(f"{where}: finished", flush=True)
+    sys.stdout.write(f"{where}: finished\n")
+    sys.stdout.flush()
 
 
 def run_study(
