@@ -135,8 +135,8 @@ def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int
             "step_times_s": times[jit],
         }
     result["xla_speedup"] = result["no_xla"]["median_step_s"] / result["xla"]["median_step_s"]
-    # Stalls of the shared host (steps taking twice as long) can reach the median; the
-    # fastest steps are what each configuration can do at all.
+    # Stalls of the shared host (steps held up for a fixed, much longer time) can reach the
+    # median; the fastest steps are what each configuration can do at all.
     result["xla_speedup_fastest"] = (
         result["no_xla"]["fastest_step_s"] / result["xla"]["fastest_step_s"]
     )
