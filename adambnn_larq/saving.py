@@ -21,13 +21,57 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-# Layers whose deserialization runs code (marshalled Python bytecode or arbitrary TF functions
-# named in the file); a model file is data and must never run code to be read.
+# What a model file may name. Keras resolves a serialized object by its "module" and
+# "class_name" and imports that module if it is not Keras' own, so a file naming
+# ``"module": "this"`` (or a .py file beside it) would run code just by being read. Every
+# object in a file is therefore checked against this list of the classes this project's models
+# (and larq's, and the common Keras building blocks) are made of, before Keras sees the file.
+_ALLOWED_CLASSES: dict[str, frozenset[str]] = {
+    "keras.layers": frozenset({
+        "InputLayer", "Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "Add",
+        "Concatenate", "Multiply", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D",
+        "ReLU", "PReLU", "Activation", "ZeroPadding2D", "Flatten", "Reshape", "Dropout",
+        "Softmax", "Rescaling",
+    }),
+    "keras.initializers": frozenset({
+        "Constant", "Zeros", "Ones", "RandomUniform", "RandomNormal", "TruncatedNormal",
+        "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+        "LecunUniform", "LecunNormal", "Orthogonal", "Identity",
+    }),
+    "keras.regularizers": frozenset({"L1", "L2", "L1L2"}),
+    "keras.constraints": frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}),
+    "larq.layers": frozenset({
+        "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D",
+    }),
+    "larq.quantizers": frozenset({
+        "ApproxSign", "SteSign", "SteHeaviside", "SwishSign", "MagnitudeAwareSign",
+        "SteTern", "DoReFa", "NoOp",
+    }),
+    "larq.constraints": frozenset({"WeightClip"}),
+    "adambnn_larq.layers": frozenset({"RSign", "RPReLU", "Rotate180"}),
+    "adambnn_larq.quantizers": frozenset({"ChannelScaledSign", "SpatialFlip"}),
+    "tf_keras.src.engine.functional": frozenset({"Functional"}),
+    "keras.src.engine.functional": frozenset({"Functional"}),
+    "tf_keras.src.engine.sequential": frozenset({"Sequential"}),
+    "keras.src.engine.sequential": frozenset({"Sequential"}),
+}
+# Functions a file may name (activations); Keras looks them up among its own built-ins.
+_ALLOWED_FUNCTIONS = frozenset({
+    "linear", "relu", "relu6", "softmax", "sigmoid", "hard_sigmoid", "tanh", "swish", "silu",
+    "gelu", "elu", "selu", "softplus", "softsign", "exponential",
+})
+_FUNCTION_MODULES = frozenset({"keras.activations", "builtins"})
+# larq and this project register their classes as "package>Class" (legacy .h5 configs name
+# them so); Keras' own are registered under their class name.
+_REGISTERED_PREFIX = {"larq.": "larq>", "adambnn_larq.": "adambnn_larq>"}
+# Keras resets this part when loading with compile=False, so it is never deserialized.
+_NOT_DESERIALIZED = frozenset({"compile_config"})
 _CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
 
 
 class UnsafeModelError(ValueError):
-    """A model file asks to run code (a Lambda layer) to be deserialized."""
+    """A model file names code to run (a Lambda layer, a foreign module or function) to be
+    deserialized."""
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -50,18 +94,89 @@ def _read_config(path: Path) -> dict[str, Any]:
     return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
 
 
-def _find_code_layers(config: Any) -> list[str]:
+def _registered_names(module: str, class_name: str) -> set[str]:
+    names = {class_name}
+    for package, prefix in _REGISTERED_PREFIX.items():
+        if module.startswith(package):
+            names.add(prefix + class_name)
+    return names
+
+
+#: class names a legacy (.h5) config may use without a module: plain or registered.
+_LEGACY_NAMES = frozenset(
+    name
+    for module, classes in _ALLOWED_CLASSES.items()
+    for class_name in classes
+    for name in _registered_names(module, class_name)
+)
+
+
+def _object_problem(config: dict[str, Any]) -> str | None:
+    """Why the serialized object ``config`` may not be deserialized, or None if it may."""
+    class_name = config.get("class_name")
+    module = config.get("module")
+    registered = config.get("registered_name")
+    if not isinstance(class_name, str):
+        return f"class_name {class_name!r} is not a name"
+    if class_name in _CODE_LAYERS or class_name == "__lambda__":
+        inner = config.get("config")
+        name = inner.get("name", "?") if isinstance(inner, dict) else "?"
+        return f"{class_name} '{name}' runs code stored in the file"
+    if class_name == "function":
+        name = config.get("config")
+        if module in _FUNCTION_MODULES and name in _ALLOWED_FUNCTIONS:
+            return None
+        return f"function {name!r} of module {module!r} is not a Keras activation"
+    if module is None:
+        if class_name in _LEGACY_NAMES and registered in (None, class_name):
+            return None
+        return f"class {class_name!r} is not one this project's models are made of"
+    if not isinstance(module, str) or module not in _ALLOWED_CLASSES:
+        return f"module {module!r} is not one this project's models are made of"
+    if class_name not in _ALLOWED_CLASSES[module]:
+        return f"class {module}.{class_name} is not one this project's models are made of"
+    if registered is not None and registered not in _registered_names(module, class_name):
+        return f"registered_name {registered!r} does not name {module}.{class_name}"
+    return None
+
+
+def _unsafe_objects(config: Any, where: str = "config") -> list[str]:
+    """Every object in ``config`` (a model file's architecture) that may not be deserialized,
+    as ``"where: why"``."""
     found = []
     if isinstance(config, dict):
-        if config.get("class_name") in _CODE_LAYERS:
-            layer_name = config.get("config", {}).get("name", "?")
-            found.append(f"{config['class_name']} '{layer_name}'")
-        for value in config.values():
-            found.extend(_find_code_layers(value))
+        if "class_name" in config:
+            problem = _object_problem(config)
+            if problem:
+                found.append(f"{where}: {problem}")
+        for key, value in config.items():
+            if key not in _NOT_DESERIALIZED:
+                found.extend(_unsafe_objects(value, f"{where}.{key}"))
     elif isinstance(config, list):
-        for value in config:
-            found.extend(_find_code_layers(value))
+        for index, value in enumerate(config):
+            found.extend(_unsafe_objects(value, f"{where}[{index}]"))
     return found
+
+
+def check_model_config(config: Any, *, source: str = "model") -> None:
+    """Refuse a model architecture that would make Keras import or run code to read it.
+
+    Arguments:
+        config: the parsed architecture (``config.json`` of a ``.keras`` file, the
+            ``model_config`` attribute of an ``.h5`` file).
+        source: the file, for the message.
+
+    Raises:
+        UnsafeModelError: naming every object that is not on the allowlist and where it is.
+    """
+    problems = _unsafe_objects(config)
+    if problems:
+        shown = "; ".join(problems[:5])
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UnsafeModelError(
+            f"{source}: refusing to load: reading it would run code not part of this "
+            f"project's models: {shown}{more}. Nothing from the file was imported or run."
+        )
 
 
 def custom_objects() -> dict[str, Any]:
@@ -86,8 +201,10 @@ def custom_objects() -> dict[str, Any]:
 def load_model(path: str | os.PathLike) -> tf.keras.Model:
     """Load a model saved by this project (.h5 or .keras), without running code from the file.
 
-    The file's architecture is checked before deserialization: Lambda-style layers, which
-    would execute code stored in the file, are refused. The model is returned uncompiled.
+    The file's architecture is checked before Keras reads it (`check_model_config`): every
+    serialized object must be a class of the allowlist (this project's layers and quantizers,
+    larq's, the common Keras building blocks); Lambda layers, foreign modules and functions
+    are refused, since Keras would import or run them. The model is returned uncompiled.
 
     Arguments:
         path: a ``.h5``/``.hdf5`` or ``.keras`` file.
@@ -97,18 +214,13 @@ def load_model(path: str | os.PathLike) -> tf.keras.Model:
 
     Raises:
         FileNotFoundError: no such file.
-        UnsafeModelError: the file contains Lambda layers.
+        UnsafeModelError: the file names code to run (see `check_model_config`).
         ValueError: the file is not a Keras model file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
-    code_layers = _find_code_layers(_read_config(path))
-    if code_layers:
-        raise UnsafeModelError(
-            f"{path}: refusing to load a model with layers that execute stored code: "
-            f"{', '.join(code_layers)}"
-        )
+    check_model_config(_read_config(path), source=str(path))
     kwargs = {"safe_mode": True} if path.suffix == ".keras" else {}
     # Rebuilding the graph without AutoGraph is several times faster (see models._reactnet).
     load = tf.autograph.experimental.do_not_convert(tf.keras.models.load_model)
