@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from typing import Any
@@ -78,6 +79,35 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.learning_rate < 0:
             raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Values of the right type that could never train: refused before anything runs."""
+        from adambnn_larq.data import DATASET_NAMES
+
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{field.name}={value!r}: must be a finite number")
+        if self.dataset not in DATASET_NAMES:
+            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(DATASET_NAMES)}")
+        for key in ("train_limit", "eval_limit", "input_size"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key} must be at least 1 (or none: all), got {value}")
+        if self.width_multiplier <= 0:
+            raise ConfigError(f"width_multiplier must be > 0, got {self.width_multiplier}")
+        if self.num_downsamplings < 0 or self.teacher_width < 1:
+            raise ConfigError(
+                "num_downsamplings must be >= 0 and teacher_width >= 1, got "
+                f"{self.num_downsamplings} and {self.teacher_width}"
+            )
+        for key in ("adam_beta_1", "adam_beta_2", "label_smoothing"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
+        for key in ("adam_epsilon", "momentum", "teacher_learning_rate"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -108,10 +138,14 @@ def _parse_value(key: str, text: str, annotation: Any) -> Any:
         if annotation is int:
             return int(text)
         if annotation is float:
-            return float(text)
+            value = float(text)
+            if not math.isfinite(value):
+                raise ValueError(text)  # nan, inf
+            return value
         return str(text)
     except ValueError:
         name = getattr(annotation, "__name__", str(annotation))
+        name = "finite float" if annotation is float else name
         raise ConfigError(f"{key}={text!r}: expected {name}") from None
 
 

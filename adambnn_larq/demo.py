@@ -155,16 +155,29 @@ def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from adambnn_larq.cli import CommandError, check_output_dir
+    from adambnn_larq.training import TrainingDiverged
+
     default = "runs/demo-smoke" if args.smoke else "runs/demo-fast" if args.fast else "runs/demo"
     run_dir = Path(args.run_dir or default)
-    result = run_demo(
-        run_dir, fast=args.fast, samples=args.samples, benchmark_runs=args.runs, smoke=args.smoke
-    )
+    check_output_dir(run_dir, "--run-dir")  # before half an hour of training
+    try:
+        result = run_demo(
+            run_dir,
+            fast=args.fast,
+            samples=args.samples,
+            benchmark_runs=args.runs,
+            smoke=args.smoke,
+        )
+    except (FileNotFoundError, ValueError, TrainingDiverged) as error:
+        raise CommandError(str(error)) from error
     _print_summary(run_dir, result)
     return 0
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from adambnn_larq.cli import positive_int
+
     parser = subparsers.add_parser(
         "demo",
         help="the main job: train, convert, verify, benchmark and analyse on Fashion-MNIST",
@@ -178,6 +191,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--smoke", action="store_true", help="the pipeline on a tiny budget (tests)"
     )
     parser.add_argument("--run-dir", help="default: runs/demo (-fast, -smoke)")
-    parser.add_argument("--samples", type=int, default=200, help="test images to verify on")
-    parser.add_argument("--runs", type=int, default=20, help="timed benchmark runs")
+    parser.add_argument(
+        "--samples", type=positive_int, default=200, help="test images to verify on"
+    )
+    parser.add_argument("--runs", type=positive_int, default=20, help="timed benchmark runs")
     parser.set_defaults(func=_demo)

@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from adambnn_larq.cli import CommandError
+from adambnn_larq.cli import (
+    CommandError,
+    check_output_dir,
+    finite_float,
+    positive_float,
+    positive_int,
+)
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
@@ -150,6 +156,11 @@ def load_run(run_dir: str | os.PathLike, label: str | None = None) -> RunData:
     """
     directory = Path(run_dir)
     summary_path = directory / SUMMARY_FILE
+    if directory.exists() and not directory.is_dir():
+        raise ReportError(
+            f"{directory} is a file, not a run directory (the directory `adambnn train` writes, "
+            "with summary.json)"
+        )
     if not directory.is_dir():
         raise ReportError(f"run directory not found: {directory}")
     if not summary_path.is_file():
@@ -781,6 +792,14 @@ def _analyze_command(args: argparse.Namespace) -> int:
         if len(args.run_dirs) > 1:
             raise CommandError("several run directories need --output DIR for the report")
         args.output = str(Path(args.run_dirs[0]) / "report")
+    for run_dir in map(Path, args.run_dirs):  # the input's plain mistakes first
+        if not run_dir.is_dir():
+            raise CommandError(
+                f"{run_dir} is a file, not a run directory (what `adambnn train` writes)"
+                if run_dir.exists()
+                else f"run directory not found: {run_dir}"
+            )
+    check_output_dir(args.output, "--output")
     try:
         report = analyze(args.run_dirs, args.output, labels=args.labels, progress=print)
     except ReportError as error:
@@ -790,8 +809,7 @@ def _analyze_command(args: argparse.Namespace) -> int:
 
 
 def _toy_command(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.learning_rate <= 0:
-        raise CommandError("--steps must be >= 1 and --learning-rate > 0")
+    check_output_dir(args.output, "--output")
     result = toy(args.output, steps=args.steps, learning_rate=args.learning_rate, start=args.start)
     for entry in result["optimizers"].values():
         reached = entry["first_step_at_minimum"]
@@ -821,7 +839,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "toy", help="the paper's 2-D toy: SGD with momentum stalls, Adam reaches the minimum"
     )
     parser.add_argument("--output", default="toy", help="output directory (default ./toy)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--learning-rate", type=float, default=0.01)
-    parser.add_argument("--start", type=float, nargs=2, default=(-0.5, -0.5), metavar=("X", "Y"))
+    parser.add_argument("--steps", type=positive_int, default=300)
+    parser.add_argument("--learning-rate", type=positive_float, default=0.01)
+    parser.add_argument(
+        "--start", type=finite_float, nargs=2, default=(-0.5, -0.5), metavar=("X", "Y")
+    )
     parser.set_defaults(func=_toy_command)

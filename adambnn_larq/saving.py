@@ -278,3 +278,67 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+class OutputError(ValueError):
+    """An output location that cannot be written, found before the work that would fill it."""
+
+
+def _check_can_create_in(directory: Path, what: str, shown: Path) -> None:
+    """Fail unless a file can be created in ``directory`` (or in the directories that would be
+    made for it); creates nothing that stays."""
+    current = directory
+    # Path.exists() is False below a regular file ("file/x"): climb to what really exists.
+    while not os.path.lexists(current) and current.parent != current:
+        current = current.parent
+    if not current.is_dir():
+        raise OutputError(f"cannot write {what} {shown}: {current} is a file, not a directory")
+    try:
+        handle, probe = tempfile.mkstemp(dir=current, prefix=".tmp-probe-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise OutputError(f"cannot write {what} {shown}: {reason} ({current})") from error
+
+
+def check_writable_file(
+    path: str | os.PathLike, *, what: str = "output", suffixes: tuple[str, ...] = ()
+) -> Path:
+    """Fail at once, before any long work, if the file ``path`` could not be written.
+
+    Nothing is created: the nearest existing directory on the way to ``path`` must be a
+    writable directory (checked by creating and removing a probe file in it).
+
+    Arguments:
+        path: the file to be written later (e.g. with `atomic_write_bytes`).
+        what: how the message names it (e.g. ``"--report"``).
+        suffixes: if given, the file name must end in one of these.
+
+    Returns:
+        ``path`` as a `Path`.
+
+    Raises:
+        OutputError: one line naming the path and the reason.
+    """
+    path = Path(path)
+    if suffixes and path.suffix not in suffixes:
+        raise OutputError(f"{what} {path} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise OutputError(f"cannot write {what} {path}: it is a directory")
+    _check_can_create_in(path.parent, what, path)
+    return path
+
+
+def check_writable_dir(path: str | os.PathLike, *, what: str = "output directory") -> Path:
+    """Fail at once if files could not be written into the directory ``path`` (made if
+    missing); like `check_writable_file`, nothing is created.
+
+    Raises:
+        OutputError: one line naming the path and the reason.
+    """
+    path = Path(path)
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputError(f"cannot write {what} {path}: it is a file, not a directory")
+    _check_can_create_in(path, what, path)
+    return path

@@ -449,7 +449,7 @@ def run_study(
 
 
 def _study_command(args: argparse.Namespace) -> int:
-    from adambnn_larq.cli import CommandError
+    from adambnn_larq.cli import CommandError, check_output_dir
     from adambnn_larq.reports import ReportError
     from adambnn_larq.training import TrainingDiverged
 
@@ -461,6 +461,7 @@ def _study_command(args: argparse.Namespace) -> int:
     datasets = args.datasets.split(",") if args.datasets else None
     runs = args.runs.split(",") if args.runs else None
     command = "adambnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+    check_output_dir(output, "--output")
     try:
         result = run_study(
             args.study,
@@ -473,7 +474,7 @@ def _study_command(args: argparse.Namespace) -> int:
             command=command,
             jobs=args.jobs,
         )
-    except (StudyError, ConfigError, FileNotFoundError, ReportError, TrainingDiverged) as error:
+    except (StudyError, ValueError, FileNotFoundError, ReportError, TrainingDiverged) as error:
         raise CommandError(str(error)) from error
     for section in result["datasets"]:
         if section.get("skipped"):
@@ -488,6 +489,8 @@ def _study_command(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from adambnn_larq.cli import positive_int
+
     parser = subparsers.add_parser(
         "study",
         help="the paper study: Adam vs SGD, one- vs two-step, weight-decay sweep (resumable)",
@@ -505,15 +508,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--runs", help="comma-separated subset of the runs, e.g. adam-1step-wd0")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     parser.add_argument(
-        "--jobs", type=int, default=1, help="runs trained side by side (separate processes)"
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="runs trained side by side (separate processes)",
     )
     parser.set_defaults(func=_study_command)
 
 
 def _train_run_main(argv: Sequence[str]) -> int:
     """``python -m adambnn_larq.study --train-run CONFIG_JSON RUN_DIR NAME VERBOSE``."""
+    from adambnn_larq import logs
     from adambnn_larq.training import train
 
+    logs.configure(verbose=not logs.quiet())  # as the `adambnn study` that started it
     config_json, run_dir, name, verbose = argv
     config = resolve_config(json.loads(config_json), where=f"study run {name}")
     train(config, run_dir, recipe=name, verbose=int(verbose))

@@ -21,6 +21,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import shlex
 import shutil
 import time
 from collections.abc import Callable
@@ -34,13 +36,22 @@ from adambnn_larq.cli import STRATEGIES
 from adambnn_larq.config import TrainConfig
 from adambnn_larq.models import ReActNetA, ReActNetSmall
 from adambnn_larq.optim import create_optimizer_variables, learning_rate_schedule, make_optimizer
-from adambnn_larq.saving import atomic_write_text, load_model, save_model
+from adambnn_larq.saving import (
+    atomic_write_text,
+    check_writable_dir,
+    load_model,
+    save_model,
+)
 from adambnn_larq.teachers import SmallTeacher
 from adambnn_larq.trainer import BNNTrainer
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class CheckpointUnreadable(ValueError):
+    """No checkpoint of a stage can be restored; the message names the files and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,11 +277,11 @@ def run_stage(
             best_accuracy=best_var,
             seconds=seconds_var,
         )
+    # Two are kept, so a checkpoint damaged on disk (or cut short by a crash) still leaves the
+    # one before it.
     manager = tf.train.CheckpointManager(checkpoint, work_dir / "checkpoints", max_to_keep=2)
     # Every worker resumes from the chief's checkpoint (the run directory is shared).
-    latest = tf.train.latest_checkpoint(str(stage_dir / "checkpoints"))
-    if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
+    if restore_checkpoint(checkpoint, stage_dir / "checkpoints", name):
         print(f"[{name}] resuming after epoch {int(epoch_var.numpy())} of {epochs}")
     elif init_weights is not None:
         copy_weights(load_model(init_weights), network)
@@ -335,6 +346,67 @@ def run_stage(
     return result
 
 
+def checkpoint_prefixes(directory: Path) -> list[str]:
+    """The checkpoints ``ckpt-N`` in ``directory``, newest first.
+
+    Found from their index files rather than from TensorFlow's ``checkpoint`` state file,
+    which may itself be the damaged file.
+    """
+    numbered = {}
+    for index in Path(directory).glob("ckpt-*.index"):
+        match = re.fullmatch(r"ckpt-(\d+)", index.stem)
+        if match:
+            numbered[int(match.group(1))] = str(index.with_suffix(""))
+    return [numbered[number] for number in sorted(numbered, reverse=True)]
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+
+
+def restore_checkpoint(checkpoint: tf.train.Checkpoint, directory: Path, name: str) -> str | None:
+    """Restore the newest readable checkpoint of ``directory``, falling back to older ones.
+
+    Arguments:
+        checkpoint: what to restore.
+        directory: the stage's ``checkpoints/`` directory.
+        name: the stage, for messages.
+
+    Returns:
+        The restored checkpoint's prefix, or None if there is no checkpoint (a fresh start).
+
+    Raises:
+        CheckpointUnreadable: there are checkpoints but none can be read; the message names the
+            files and the command that restarts the stage.
+    """
+    failures = []
+    for prefix in checkpoint_prefixes(directory):
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except Exception as error:  # noqa: BLE001 - a damaged file fails in many ways
+            # (IndexError for a short data file, DataLossError, OpError, AssertionError...)
+            failures.append((prefix, error))
+            continue
+        for bad, error in failures:
+            print(
+                f"[{name}] checkpoint {bad} cannot be read ({_first_line(error)}); falling "
+                f"back to the previous one, {Path(prefix).name}: its epoch is trained again"
+            )
+        return prefix
+    if not failures:
+        return None
+    prefix, error = failures[0]
+    files = ", ".join(sorted(p.name for p in Path(prefix).parent.glob(Path(prefix).name + ".*")))
+    raise CheckpointUnreadable(
+        f"[{name}] cannot resume: checkpoint {prefix} ({files}) cannot be read "
+        f"({_first_line(error)})"
+        + (f", nor can the {len(failures) - 1} older one(s)" if len(failures) > 1 else "")
+        + f". To restart {name} from its first epoch, delete its checkpoints and rerun the same "
+        f"command: rm -r {shlex.quote(str(directory))}"
+    )
+
+
 def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
     """Copy every variable of ``source`` into ``target`` by name; shapes and names must agree."""
     source_vars = {v.name: v for v in source.variables}
@@ -375,12 +447,7 @@ def prepare_teacher(
     """
     if config.teacher != "small_teacher":
         path = Path(config.teacher)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"teacher model {path} not found. For ImageNet, import torchvision's ResNet-34 "
-                "with `adambnn import-pytorch ... --resnet34` (see docs/pretrained.md), or set "
-                "teacher=small_teacher / distillation=false."
-            )
+        _check_teacher_file(config)
         with strategy.scope():
             return load_model(path), {"teacher": str(path)}
     cache_dir = run_dir.parent / "teachers" / f"{config.dataset}-{_teacher_cache_key(config, info)}"
@@ -416,6 +483,84 @@ def prepare_teacher(
         "teacher": str(cache_dir / "final.h5"),
         "teacher_test_accuracy": result["test_accuracy"],
     }
+
+
+def _check_teacher_file(config: TrainConfig) -> None:
+    if not config.distillation or config.teacher == "small_teacher":
+        return
+    path = Path(config.teacher)
+    if not path.is_file():
+        what = "is a directory, not a model file" if path.is_dir() else "not found"
+        raise FileNotFoundError(
+            f"teacher model {path} {what}. For ImageNet, import torchvision's ResNet-34: "
+            f"`adambnn import-pytorch resnet34-333f7ec4.pth --arch resnet34 --output {path}` "
+            "(see docs/pretrained.md); or set teacher=small_teacher or distillation=false."
+        )
+
+
+def check_config(config: TrainConfig):
+    """Check what `TrainConfig` cannot check by itself, before anything is written or trained:
+    the teacher file, the dataset's sizes against the batch.
+
+    Returns:
+        The dataset's `DatasetInfo`.
+
+    Raises:
+        FileNotFoundError: no teacher file.
+        ValueError: a dataset that cannot be used this way (e.g. batch larger than the data).
+    """
+    from adambnn_larq import data
+
+    _check_teacher_file(config)
+    info = data.dataset_info(config.dataset, data_dir=config.data_dir)
+    _steps_per_epoch(config, info)
+    return info
+
+
+def _has_finished_epoch(run_dir: Path) -> bool:
+    """Whether any step of the run finished an epoch (has a checkpoint or its result)."""
+    for step_dir in _step_dirs(run_dir):
+        if (step_dir / "result.json").exists() or checkpoint_prefixes(step_dir / "checkpoints"):
+            return True
+    return False
+
+
+def _step_dirs(run_dir: Path) -> list[Path]:
+    return [p for p in run_dir.glob("step*") if p.is_dir() and re.fullmatch(r"step\d+", p.name)]
+
+
+def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
+    """Whether ``run_dir`` may hold ``config``: an existing run must have the same
+    configuration, unless it never finished an epoch (then it is started again, and True is
+    returned).
+
+    Raises:
+        ValueError: the run directory holds another (or an unreadable) configuration and
+            finished epochs.
+    """
+    config_path = run_dir / "config.json"
+    if not config_path.exists():
+        return False
+    try:
+        previous = json.loads(config_path.read_text())
+        if not isinstance(previous, dict):
+            raise ValueError(f"a JSON {type(previous).__name__}, not an object")
+    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
+        problem = f"{config_path} is not a readable configuration ({_first_line(error)})"
+        fix = f"restore it, choose another --run-dir or delete {run_dir}"
+    else:
+        current = json.loads(config.to_json())
+        changed = sorted(k for k in current if previous.get(k) != current[k])
+        if not changed:
+            return False
+        problem = (
+            f"{run_dir} holds a run with a different configuration (changed: {', '.join(changed)})"
+        )
+        fix = "choose another --run-dir or delete it"
+    if _has_finished_epoch(run_dir):
+        raise ValueError(f"{problem}; {fix}")
+    print(f"{problem}, but it never finished an epoch: starting it again with this configuration")
+    return True
 
 
 def _analysis_callbacks(
@@ -459,27 +604,21 @@ def train(
     Returns:
         The summary dict also written to ``run_dir/summary.json``.
     """
-    from adambnn_larq import data
-
     run_dir = Path(run_dir)
     strategy = strategy or tf.distribute.get_strategy()
-    config_path = run_dir / "config.json"
-    if config_path.exists():
-        previous = json.loads(config_path.read_text())
-        current = json.loads(config.to_json())
-        changed = sorted(k for k in current if previous.get(k) != current[k])
-        if changed:
-            raise ValueError(
-                f"{run_dir} holds a run with a different configuration (changed: "
-                f"{', '.join(changed)}); choose another --run-dir or delete it"
-            )
+    # Everything is checked before anything is written: a corrected command must not meet a
+    # config.json left by a command that could never have run.
+    info = check_config(config)
+    check_writable_dir(run_dir, what="run directory")
+    if _check_run_dir(config, run_dir):
+        for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
+            shutil.rmtree(step_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(config_path, config.to_json())
+    atomic_write_text(run_dir / "config.json", config.to_json())
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
 
-    info = data.dataset_info(config.dataset, data_dir=config.data_dir)
     summary: dict[str, Any] = {
         "recipe": recipe,
         "schedule": config.schedule,
@@ -587,10 +726,33 @@ def find_recipe(name: str) -> Path:
             for f in folders
             if f.is_dir()
             for p in f.glob("*.py")
-            if not p.stem.startswith("_")
+            if not p.stem.startswith("_") and not _is_study_file(p)
         }
     )
     raise FileNotFoundError(f"no recipe {name!r}; available: {', '.join(available)}")
+
+
+def is_study(recipe: Any) -> bool:
+    """Whether a config file's ``get_config()`` describes a study (``adambnn study``): runs
+    per dataset, not one training configuration."""
+    return isinstance(recipe, dict) and {"datasets", "runs"} <= set(recipe)
+
+
+def _is_study_file(path: Path) -> bool:
+    """`is_study` without running the file: its code builds a dict with "datasets" and "runs"
+    keys."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if {"datasets", "runs"} <= keys:
+                return True
+    return False
 
 
 def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:

@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adambnn_larq.logs import quiet_native_stderr
+
 if TYPE_CHECKING:
     import tensorflow as tf
 
@@ -133,22 +135,24 @@ def time_configurations(
             raise ValueError(f"kernel must be one of {KERNELS} or 'float', got {config.kernel!r}")
         if config.threads < 1:
             raise ValueError(f"threads must be >= 1, got {config.threads}")
-        interpreter = testing.Interpreter(
-            config.flatbuffer,
-            num_threads=config.threads,
-            use_indirect_bgemm=config.kernel == "indirect_bgemm",
-            use_xnnpack=config.use_xnnpack,
-        )
-        inputs = []
-        for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types):
-            if np.dtype(dtype) == np.int8:
-                inputs.append(rng.integers(-128, 128, size=shape, dtype=np.int8))
-            else:
-                inputs.append(rng.uniform(-1, 1, size=shape).astype(dtype))
-        # The wrapper's own predict() runs one batch-1 input with no Python data pipeline.
-        run = interpreter.interpreter.predict
-        for _ in range(warmup):
-            run(inputs)
+        # TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate" as it starts.
+        with quiet_native_stderr():
+            interpreter = testing.Interpreter(
+                config.flatbuffer,
+                num_threads=config.threads,
+                use_indirect_bgemm=config.kernel == "indirect_bgemm",
+                use_xnnpack=config.use_xnnpack,
+            )
+            inputs = []
+            for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types):
+                if np.dtype(dtype) == np.int8:
+                    inputs.append(rng.integers(-128, 128, size=shape, dtype=np.int8))
+                else:
+                    inputs.append(rng.uniform(-1, 1, size=shape).astype(dtype))
+            # The wrapper's own predict() runs one batch-1 input with no Python data pipeline.
+            run = interpreter.interpreter.predict
+            for _ in range(warmup):
+                run(inputs)
         runners.append((run, inputs))
     per_round = -(-runs // rounds)
     samples: list[list[float]] = [[] for _ in configurations]
@@ -255,7 +259,8 @@ def convert_float_tflite(model: tf.keras.Model) -> bytes:
     # Without the Keras model as trackable object the converter freezes this one trace instead
     # of exporting a SavedModel (which retraces every layer: minutes on this stack).
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-    return bytes(converter.convert())
+    with quiet_native_stderr():  # the converter's absl lines ("Ignored output_format")
+        return bytes(converter.convert())
 
 
 def host_info() -> dict[str, Any]:
@@ -743,14 +748,22 @@ def _kernel_list(text: str) -> list[str]:
 
 
 def _benchmark_command(args: argparse.Namespace) -> int:
-    from adambnn_larq.cli import CommandError
-    from adambnn_larq.saving import atomic_write_text
+    from adambnn_larq.cli import CommandError, check_output_file
+    from adambnn_larq.saving import atomic_write_bytes
 
     model_path = Path(args.model)
     if not model_path.is_file():
         raise CommandError(f"model file not found: {model_path}")
     output = Path(args.output or model_path.with_suffix(".benchmark.json"))
     markdown_path = output.with_suffix(".md")
+    # Every output is checked before the (long) benchmark.
+    check_output_file(output, "--output")
+    check_output_file(markdown_path, "--output (its .md beside)")
+    if args.save_baseline:
+        if not args.baseline_float:
+            raise CommandError("--save-baseline needs --baseline-float MODEL.h5")
+        check_output_file(args.save_baseline, "--save-baseline", suffixes=(".tflite",))
+    float_flatbuffer = None
     if args.remote or args.benchmark_binary:
         if not args.benchmark_binary:
             raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
@@ -784,7 +797,6 @@ def _benchmark_command(args: argparse.Namespace) -> int:
             io_details(flatbuffer)
         except ValueError as error:
             raise CommandError(f"{model_path}: {error}") from error
-        float_flatbuffer = None
         if args.baseline_float:
             from adambnn_larq.saving import load_model
             from converters.lce import heartbeat
@@ -795,10 +807,6 @@ def _benchmark_command(args: argparse.Namespace) -> int:
                 raise CommandError(f"cannot load {args.baseline_float}: {error}") from error
             with heartbeat("converting the float baseline with tf.lite.TFLiteConverter"):
                 float_flatbuffer = convert_float_tflite(float_baseline(keras_model))
-            if args.save_baseline:
-                from adambnn_larq.saving import atomic_write_bytes
-
-                atomic_write_bytes(args.save_baseline, float_flatbuffer)
         print(f"benchmarking {model_path} on this host (LCE interpreter)", file=sys.stderr)
         try:
             result = benchmark_host(
@@ -817,15 +825,28 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         result["baseline_float"] = args.baseline_float
         table = host_markdown(result, model_path.name)
     result["markdown"] = table
-    atomic_write_text(output, json.dumps(result, indent=2) + "\n")
-    atomic_write_text(markdown_path, table)
+    written = {output: (json.dumps(result, indent=2) + "\n").encode()}
+    written[markdown_path] = table.encode()
+    if args.save_baseline and float_flatbuffer is not None:
+        written[Path(args.save_baseline)] = float_flatbuffer
+    done = []
+    try:
+        for path, content in written.items():
+            atomic_write_bytes(path, content)
+            done.append(path)
+    except OSError as error:
+        for written_path in done:  # all the outputs or none
+            written_path.unlink(missing_ok=True)
+        raise CommandError(f"cannot write {path}: {error.strerror or error}") from error
     print(table, end="")
-    print(f"wrote {output} and {markdown_path}")
+    print(f"wrote {', '.join(str(path) for path in written)}")
     return 0
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``adambnn benchmark``."""
+    from adambnn_larq.cli import non_negative_int, positive_int
+
     parser = subparsers.add_parser(
         "benchmark",
         help="latency of a .tflite: LCE interpreter here, or lce_benchmark_model (e.g. on a Pi)",
@@ -844,10 +865,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         type=_kernel_list,
         help="comma-separated among default,indirect_bgemm (host default: both; binary: default)",
     )
-    parser.add_argument("--warmup", type=int, help="warm-up runs (host 3, binary 5)")
-    parser.add_argument("--runs", type=int, help="timed runs (host 20, binary 50)")
+    parser.add_argument("--warmup", type=non_negative_int, help="warm-up runs (host 3, binary 5)")
+    parser.add_argument("--runs", type=positive_int, help="timed runs (host 20, binary 50)")
     parser.add_argument(
-        "--rounds", type=int, default=4, help="host: interleave the timed runs in N rounds (4)"
+        "--rounds",
+        type=positive_int,
+        default=4,
+        help="host: interleave the timed runs in N rounds (4)",
     )
     parser.add_argument("--use-xnnpack", action="store_true", help="XNNPACK for the LCE model")
     parser.add_argument(
@@ -859,7 +883,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-baseline", help="write the float baseline .tflite here")
     parser.add_argument("--remote", metavar="USER@HOST", help="run lce_benchmark_model over ssh")
     parser.add_argument("--benchmark-binary", help="local path of lce_benchmark_model")
-    parser.add_argument("--ssh-port", type=int)
+    parser.add_argument("--ssh-port", type=positive_int)
     parser.add_argument("--ssh-identity", help="ssh private key file")
     parser.add_argument("--ssh-option", action="append", help="extra ssh -o option (repeatable)")
     parser.add_argument("--output", help="JSON file (default MODEL.benchmark.json; .md beside)")

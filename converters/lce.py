@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adambnn_larq.logs import quiet_native_stderr
+
 if TYPE_CHECKING:  # TensorFlow is imported lazily so that `adambnn --help` stays fast.
     import tensorflow as tf
 
@@ -94,17 +96,21 @@ def heartbeat(
         stream: where to print (default: ``sys.stderr``).
         enabled: False makes this a no-op (quiet mode).
     """
-    stream = stream or sys.stderr
     if not enabled:
         yield
         return
+
+    def say(text: str) -> None:
+        # sys.stderr is looked up each time: `quiet_native_stderr` may have replaced it.
+        print(text, file=stream or sys.stderr, flush=True)
+
     start = time.monotonic()
-    print(f"{message} ...", file=stream, flush=True)
+    say(f"{message} ...")
     done = threading.Event()
 
     def tick() -> None:
         while not done.wait(every):
-            print(f"  ... {time.monotonic() - start:.0f} s", file=stream, flush=True)
+            say(f"  ... {time.monotonic() - start:.0f} s")
 
     thread = threading.Thread(target=tick, daemon=True)
     thread.start()
@@ -113,7 +119,7 @@ def heartbeat(
     finally:
         done.set()
         thread.join()
-    print(f"  done in {time.monotonic() - start:.1f} s", file=stream, flush=True)
+    say(f"  done in {time.monotonic() - start:.1f} s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -623,7 +629,10 @@ def convert_model(
         )
     start = time.monotonic()
     notes: list[str] = []
-    with heartbeat(f"converting '{model.name}' with LCE ({route} route)", enabled=progress):
+    with (
+        heartbeat(f"converting '{model.name}' with LCE ({route} route)", enabled=progress),
+        quiet_native_stderr(),  # the MLIR converter's absl lines
+    ):
         if route == "keras":
             flatbuffer, notes = _convert_keras(
                 model, target=target, int8_io=int8_io, default_int8_range=default_int8_range
@@ -819,13 +828,14 @@ def run_interpreter(
 
     if kernel not in INTERPRETER_KERNELS:
         raise ValueError(f"kernel must be one of {INTERPRETER_KERNELS}, got {kernel!r}")
-    interpreter = testing.Interpreter(
-        flatbuffer,
-        num_threads=num_threads,
-        use_reference_bconv=kernel == "reference",
-        use_indirect_bgemm=kernel == "indirect_bgemm",
-        use_xnnpack=use_xnnpack,
-    )
+    with quiet_native_stderr():  # TFLite's "INFO: Created ... delegate" lines
+        interpreter = testing.Interpreter(
+            flatbuffer,
+            num_threads=num_threads,
+            use_reference_bconv=kernel == "reference",
+            use_indirect_bgemm=kernel == "indirect_bgemm",
+            use_xnnpack=use_xnnpack,
+        )
     x = np.asarray(inputs, np.float32)
     if interpreter.input_types[0] == np.int8:
         scale, zero_point = interpreter.input_scales[0], interpreter.input_zero_points[0]
@@ -1020,19 +1030,12 @@ def load_keras_model(path: str | os.PathLike) -> tf.keras.Model:
 
 def _check_writable(path: Path) -> None:
     """Fail before a minute-long conversion if ``path`` cannot be written."""
-    import tempfile
+    from adambnn_larq.saving import OutputError, check_writable_file
 
-    if path.suffix != ".tflite":
-        raise ConversionError(f"output {path} must end in .tflite")
-    if path.is_dir():
-        raise ConversionError(f"output {path} is a directory")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, probe = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise ConversionError(f"cannot write output {path}: {error}") from error
+        check_writable_file(path, what="output", suffixes=(".tflite",))
+    except OutputError as error:
+        raise ConversionError(str(error)) from error
 
 
 def convert_file(
@@ -1077,9 +1080,14 @@ def convert_file(
 def _convert_command(args: argparse.Namespace) -> int:
     import json
 
-    from adambnn_larq.saving import atomic_write_text
+    from adambnn_larq.saving import OutputError, atomic_write_text, check_writable_file
 
     output = Path(args.output)
+    if args.report:
+        try:
+            check_writable_file(args.report, what="--report")
+        except OutputError as error:
+            raise _command_error(str(error)) from error
     try:
         result = convert_file(
             args.model,
@@ -1093,8 +1101,6 @@ def _convert_command(args: argparse.Namespace) -> int:
         )
     except ConversionError as error:
         raise _command_error(str(error)) from error
-    print(f"wrote {output}")
-    print(result.summary())
     if args.report:
         report = {
             "model": str(args.model),
@@ -1111,18 +1117,33 @@ def _convert_command(args: argparse.Namespace) -> int:
             "io": result.io,
             "seconds": round(result.seconds, 2),
         }
-        atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+        try:
+            atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
+        except OSError as error:
+            # The report was asked for: no half result (a .tflite without it) is left behind.
+            output.unlink(missing_ok=True)
+            raise _command_error(
+                f"cannot write --report {args.report}: {error.strerror or error}; "
+                f"{output} was removed"
+            ) from error
+    print(f"wrote {output}")
+    print(result.summary())
     return 0
 
 
 def _verify_command(args: argparse.Namespace) -> int:
     import json
 
-    from adambnn_larq.saving import atomic_write_text
+    from adambnn_larq.saving import OutputError, atomic_write_text, check_writable_file
 
     tflite_path = Path(args.tflite)
     if not tflite_path.is_file():
         raise _command_error(f"TFLite file not found: {tflite_path}")
+    if args.report:
+        try:
+            check_writable_file(args.report, what="--report")
+        except OutputError as error:
+            raise _command_error(str(error)) from error
     flatbuffer = tflite_path.read_bytes()
     try:
         io = io_details(flatbuffer)
@@ -1195,6 +1216,8 @@ def _int8_range(text: str) -> tuple[float, float]:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``adambnn convert`` and ``adambnn verify``."""
+    from adambnn_larq.cli import non_negative_float, positive_int
+
     parser = subparsers.add_parser(
         "convert",
         help="convert a Keras BNN (.h5/.keras) to an LCE-optimized .tflite",
@@ -1240,24 +1263,32 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", help="mnist, fashion_mnist, cifar10, imagenet2012, ...")
     parser.add_argument("--split", help="dataset split (default: its evaluation split)")
     parser.add_argument("--data-dir", help="dataset directory (see adambnn_larq.data)")
-    parser.add_argument("--samples", type=int, default=32, help="inputs to compare (default 32)")
+    parser.add_argument(
+        "--samples", type=positive_int, default=32, help="inputs to compare (default 32)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     parser.add_argument(
         "--atol",
-        type=float,
+        type=non_negative_float,
         default=None,
         help=f"absolute tolerance (default {DEFAULT_ATOL}; plus one quantization step for "
         "int8 outputs)",
     )
     parser.add_argument(
-        "--rtol", type=float, default=DEFAULT_RTOL, help=f"relative tolerance ({DEFAULT_RTOL})"
+        "--rtol",
+        type=non_negative_float,
+        default=DEFAULT_RTOL,
+        help=f"relative tolerance ({DEFAULT_RTOL})",
     )
     parser.add_argument(
-        "--min-agreement", type=float, default=1.0, help="top-1 agreement required (default 1)"
+        "--min-agreement",
+        type=non_negative_float,
+        default=1.0,
+        help="top-1 agreement required (default 1)",
     )
     parser.add_argument(
         "--min-within",
-        type=float,
+        type=non_negative_float,
         default=1.0,
         help="share of samples that must be within the elementwise tolerance (default 1)",
     )

@@ -24,6 +24,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,9 @@ def _torch_load(path: Path) -> Any:
     safe_globals = getattr(torch.serialization, "safe_globals", None)
     allow_numpy = safe_globals(_safe_globals()) if safe_globals else contextlib.nullcontext()
     try:
-        with allow_numpy:
+        with allow_numpy, warnings.catch_warnings():
+            # Its own note on pickle protocols > 2; a refusal below says what matters.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         message = str(error)
@@ -165,6 +168,16 @@ def _torch_load(path: Path) -> Any:
                 "AdamBNN/ReActNet/torchvision code holds only tensors and plain values; this "
                 "file holds something else and was not loaded. (A whole pickled model object? "
                 "Save its state_dict() instead.)"
+            ) from error
+        operand = re.search(r"Unsupported operand (\d+)", message)
+        with open(path, "rb") as file:
+            head = file.read(2)
+        if operand and len(head) == 2 and head[0] == pickle.PROTO[0]:  # a pickle, not garbage
+            raise CheckpointError(
+                f"{path}: refused: the file is a pickle (pickle protocol {head[1]}) that uses an "
+                f"operation the weights-only loader does not allow (opcode {operand.group(1)}); "
+                "a pickle can make its reader run any code, so it was not loaded. Checkpoints "
+                "written by torch.save (e.g. torch.save(model.state_dict(), PATH)) are read."
             ) from error
         detail = next(
             (line.strip() for line in message.splitlines() if "Unsupported" in line), message
@@ -768,8 +781,13 @@ def import_pytorch(
     """
     if architecture not in ("auto", *ARCHITECTURES):
         raise CheckpointError(f"architecture must be auto, reactnet_a or resnet34: {architecture}")
-    if output_path is not None and Path(output_path).suffix not in (".h5", ".keras"):
-        raise CheckpointError(f"{output_path}: the output must end in .h5 or .keras")
+    if output_path is not None:
+        from adambnn_larq.saving import OutputError, check_writable_file
+
+        try:  # before the (slow) import: a model that cannot be saved is wasted work
+            check_writable_file(output_path, what="--output", suffixes=(".h5", ".keras"))
+        except OutputError as error:
+            raise CheckpointError(str(error)) from error
     if log:
         log(f"reading {checkpoint_path} (weights only, no code is run)")
     checkpoint = load_pytorch_checkpoint(checkpoint_path)
@@ -819,6 +837,8 @@ def _import_command(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    from adambnn_larq.cli import positive_int
+
     parser = subparsers.add_parser(
         "import-pytorch",
         help="turn an official AdamBNN/ReActNet (ReActNet-A) or torchvision ResNet-34 "
@@ -829,7 +849,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("checkpoint", help="PyTorch file: training checkpoint or state_dict")
     parser.add_argument("--output", required=True, help="Keras model to write (.h5 or .keras)")
     parser.add_argument(
-        "--num-classes", type=int, default=None, help="expected classes (checked, default: read)"
+        "--num-classes",
+        type=positive_int,
+        default=None,
+        help="expected classes (checked, default: read)",
     )
     parser.add_argument(
         "--step",
@@ -842,6 +865,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--arch", choices=("auto", *ARCHITECTURES), default="auto", help="network in the file"
     )
     parser.add_argument(
-        "--input-size", type=int, default=224, help="square input size of the Keras model"
+        "--input-size", type=positive_int, default=224, help="square input size of the Keras model"
     )
     parser.set_defaults(func=_import_command)
