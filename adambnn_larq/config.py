@@ -15,6 +15,10 @@ from typing import Any
 
 SCHEDULES = ("two-step", "one-step", "two-step-weights-first")
 MODELS = ("reactnet_small", "reactnet_a")
+#: "linear": the official per-epoch schedule (lr constant within an epoch, the last epoch at 0);
+#: "cosine": per-epoch cosine; "step-linear": per-iteration linear decay with optional warm-up,
+#: still learning in the last iteration (for short runs).
+LR_SCHEDULES = ("linear", "cosine", "step-linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +30,10 @@ class TrainConfig:
     data_dir: str | None = None
     train_limit: int | None = None  # use only the first N training examples
     eval_limit: int | None = None
+    # Hold the last N training examples out as a validation split: it is then the split every
+    # epoch is evaluated on (best checkpoint, step 2's start), never trained on.
+    validation_size: int = 0
+    evaluate_test: bool = True  # False: the test split is never read (choosing hyperparameters)
     # Network
     model: str = "reactnet_a"
     input_size: int | None = None  # default: the dataset's
@@ -40,6 +48,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1.25e-3  # used as given; scale it yourself for other batch sizes
     lr_schedule: str = "linear"
+    warmup_epochs: float = 0.0  # step-linear only: linear warm-up at the start of each step
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
     adam_epsilon: float = 1e-8
@@ -66,7 +75,7 @@ class TrainConfig:
             "schedule": SCHEDULES,
             "model": MODELS,
             "optimizer": ("adam", "sgd"),
-            "lr_schedule": ("linear", "cosine"),
+            "lr_schedule": LR_SCHEDULES,
             "weight_decay_mode": ("coupled", "decoupled"),
         }
         for key, allowed in choices.items():
@@ -79,6 +88,27 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.learning_rate < 0:
             raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate}")
+        if self.lr_schedule == "linear" and self.epochs == 1:
+            raise ConfigError(
+                "lr_schedule=linear with epochs=1 would train nothing: the official per-epoch "
+                "schedule runs its last (here only) epoch at learning rate 0. Use "
+                "lr_schedule=step-linear (per-iteration decay) for short runs."
+            )
+        if self.warmup_epochs and self.lr_schedule != "step-linear":
+            raise ConfigError(
+                f"warmup_epochs={self.warmup_epochs} needs lr_schedule=step-linear (the "
+                "per-epoch schedules have no warm-up)"
+            )
+        if self.validation_size < 0:
+            raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
+        if not self.evaluate_test and not self.validation_size:
+            raise ConfigError(
+                "evaluate_test=false needs validation_size > 0: some split must be evaluated"
+            )
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(
+                f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
+            )
         self._check_values()
 
     def _check_values(self) -> None:

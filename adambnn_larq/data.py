@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import math
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -555,6 +556,20 @@ def _read_files_cached(files: tuple[str, ...]) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def split_slice(split: str) -> tuple[str, slice]:
+    """``"train[-5000:]"`` -> ``("train", slice(-5000, None))``: TFDS's slicing syntax.
+
+    MNIST, Fashion-MNIST and CIFAR-10 accept it, e.g. to hold a validation set out of the
+    training split (``train[:-5000]`` to train, ``train[-5000:]`` to validate); a plain name
+    gives the whole split.
+    """
+    match = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
+    if match is None:
+        raise ValueError(f"split {split!r} is not NAME or NAME[start:stop]")
+    name, start, stop = match.groups()
+    return name, slice(int(start) if start else None, int(stop) if stop else None)
+
+
 def _check_choice(what: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
@@ -1004,6 +1019,7 @@ def dataset_from_arrays(
     channels: int | None = None,
     input_context: Any = None,
     limit: int | None = None,
+    pad_to: int | None = None,
 ) -> tf.data.Dataset:
     """The in-memory small-image pipeline behind MNIST, Fashion-MNIST and CIFAR-10.
 
@@ -1027,6 +1043,8 @@ def dataset_from_arrays(
         input_context: a `tf.distribute.InputContext`: this pipeline gets its shard of every
             epoch and the per-replica batch.
         limit: use only the first ``limit`` examples (the arrays stay cached whole).
+        pad_to: zero-pad every image symmetrically to ``pad_to`` x ``pad_to`` first (e.g.
+            28 -> 32, so that a network can halve the resolution three times: 32, 16, 8, 4).
 
     Returns:
         A `tf.data.Dataset` of (float32 (B, H, W, C'), int32 (B,)).
@@ -1040,6 +1058,14 @@ def dataset_from_arrays(
         )
     if channels not in (None, images.shape[-1]) and not (channels == 3 and images.shape[-1] == 1):
         raise ValueError(f"cannot turn {images.shape[-1]} channels into {channels}.")
+    if pad_to is not None and pad_to != images.shape[1]:
+        extra_h, extra_w = pad_to - images.shape[1], pad_to - images.shape[2]
+        if extra_h < 0 or extra_w < 0 or extra_h % 2 or extra_w % 2:
+            raise ValueError(
+                f"cannot pad {images.shape[1]}x{images.shape[2]} images symmetrically to {pad_to}"
+            )
+        border = ((0, 0), (extra_h // 2,) * 2, (extra_w // 2,) * 2, (0, 0))
+        images = np.pad(images[:limit], border)
     per_replica, pipelines, pipeline_id = _per_replica(batch_size, input_context)
     if drop_remainder is None:
         drop_remainder = training
@@ -1217,7 +1243,7 @@ def make_dataset(
     drop_remainder: bool | None = None,
     input_context: Any = None,
     channels: int | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     lighting_std: float = 0.0,
     shuffle_buffer: int = 8192,
     manual_dir: str | None = None,
@@ -1253,7 +1279,8 @@ def make_dataset(
             with the per-replica batch ``batch_size // num_replicas_in_sync``. Without it the
             batches are global (for ``strategy.experimental_distribute_dataset``).
         channels: (Fashion-)MNIST: 3 repeats the grey channel for RGB models.
-        image_size: ImageNet / image_folder crop size.
+        image_size: ImageNet / image_folder crop size (default 224); MNIST, Fashion-MNIST,
+            CIFAR-10: zero-pad the images to this size (default: their own).
         lighting_std: ImageNet / image_folder lighting noise (0: off, like the effective
             official recipe).
         shuffle_buffer: ImageNet: examples permuted together (memory: about 110 kB each).
@@ -1285,6 +1312,7 @@ def make_dataset(
         drop_remainder = training
 
     if name in _SMALL_AUGMENTATION:
+        split, part = split_slice(split)
         if name == "cifar10":
             _check_choice("split", split, ("train", "test"))
             images, labels = _load_tfds_arrays(
@@ -1292,12 +1320,13 @@ def make_dataset(
             )
         else:
             images, labels, _ = load_idx_split(name, split, data_dir=data_dir)
+        images, labels = images[part], labels[part]
         mean, std = _NORMALIZATION[name]
         pad, flip = _SMALL_AUGMENTATION[name]
         return dataset_from_arrays(
             images, labels, batch_size=batch_size, training=training, mean=mean, std=std,
             pad=pad, flip=flip, seed=seed, epoch=epoch, drop_remainder=drop_remainder,
-            channels=channels, input_context=input_context, limit=limit,
+            channels=channels, input_context=input_context, limit=limit, pad_to=image_size,
         )  # fmt: skip
 
     if channels not in (None, 3):
@@ -1308,7 +1337,7 @@ def make_dataset(
         seed=seed,
         epoch=epoch,
         drop_remainder=drop_remainder,
-        image_size=image_size,
+        image_size=image_size or 224,
         lighting_std=lighting_std,
         shuffle_buffer=shuffle_buffer,
         antialias=antialias,

@@ -51,6 +51,7 @@ def run_demo(
             without training anything worth measuring.
     """
     from adambnn_larq.config import resolve_config
+    from adambnn_larq.hostinfo import machine_summary
     from adambnn_larq.reports import analyze
     from adambnn_larq.saving import atomic_write_bytes, atomic_write_text, load_model
     from adambnn_larq.training import load_recipe, train
@@ -83,7 +84,9 @@ def run_demo(
         census = dict(conversion.census)
 
     t = _stage(f"3/5 verify the interpreter against Keras on {samples} test images")
-    inputs, labels, split = lce.dataset_inputs(config.dataset, samples)
+    inputs, labels, split = lce.dataset_inputs(
+        config.dataset, samples, image_size=config.input_size
+    )
     verification = lce.verify_conversion(
         model,
         flatbuffer,
@@ -130,6 +133,7 @@ def run_demo(
         "report": str(report),
         "train_seconds_this_invocation": train_seconds,
         "seconds_this_invocation": time.perf_counter() - started,
+        "machine": machine_summary(),
     }
     atomic_write_text(run_dir / "demo_summary.json", json.dumps(result, indent=2))
     return result

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import larq as lq
 import tensorflow as tf
 
+from adambnn_larq.config import LR_SCHEDULES
 from adambnn_larq.layers import RPReLU, RSign
 
 _PACKAGE = "adambnn_larq"
@@ -72,14 +73,94 @@ class EpochCosineDecay(_EpochwiseSchedule):
         return self.initial_learning_rate * 0.5 * (1.0 + tf.cos(math.pi * fraction))
 
 
+@tf.keras.utils.register_keras_serializable(package=_PACKAGE)
+class StepLinearDecay(tf.keras.optimizers.schedules.LearningRateSchedule):
+    r"""Per-iteration linear decay with an optional linear warm-up, for short runs.
+
+    With \(T\) optimizer steps in all and \(W\) warm-up steps, step \(t\) (0-based) uses
+    \(\eta (t + 1)/W\) while \(t < W\), then \(\eta (1 - (t - W)/(T - W))\): it never
+    reaches 0, the last step still learns at \(\eta/(T - W)\). The official per-epoch
+    schedule (`EpochLinearDecay`) spends its whole last epoch at 0, which is harmless at 256
+    epochs and a third of a 3-epoch run.
+
+    Arguments:
+        initial_learning_rate: \(\eta\), the peak.
+        total_steps: \(T\), optimizer steps of the whole run.
+        warmup_steps: \(W\), 0 for none; less than ``total_steps``.
+    """
+
+    def __init__(self, initial_learning_rate: float, total_steps: int, warmup_steps: int = 0):
+        if total_steps < 1 or not 0 <= warmup_steps < total_steps:
+            raise ValueError(
+                f"need total_steps >= 1 and 0 <= warmup_steps < total_steps, got "
+                f"total_steps={total_steps}, warmup_steps={warmup_steps}"
+            )
+        self.initial_learning_rate = initial_learning_rate
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = float(self.warmup_steps)
+        decay = 1.0 - (step - warmup) / float(self.total_steps - self.warmup_steps)
+        factor = tf.maximum(decay, 0.0)
+        if self.warmup_steps:
+            factor = tf.where(step < warmup, (step + 1.0) / warmup, factor)
+        return self.initial_learning_rate * factor
+
+    def get_config(self) -> dict:
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
 def learning_rate_schedule(
-    name: str, initial_learning_rate: float, *, epochs: int, steps_per_epoch: int
+    name: str,
+    initial_learning_rate: float,
+    *,
+    epochs: int,
+    steps_per_epoch: int,
+    warmup_epochs: float = 0.0,
 ) -> tf.keras.optimizers.schedules.LearningRateSchedule:
-    """``"linear"`` (the official AdamBNN/ReActNet schedule) or ``"cosine"``."""
+    """The schedule ``name`` (one of `LR_SCHEDULES`) over ``epochs`` epochs.
+
+    ``"linear"`` is the official AdamBNN/ReActNet schedule (`EpochLinearDecay`), ``"cosine"``
+    its cosine counterpart, ``"step-linear"`` `StepLinearDecay` with ``warmup_epochs`` of
+    warm-up (the per-epoch schedules take no warm-up).
+    """
+    if name == "step-linear":
+        warmup = int(round(warmup_epochs * steps_per_epoch))
+        return StepLinearDecay(initial_learning_rate, epochs * steps_per_epoch, warmup)
+    if warmup_epochs:
+        raise ValueError(f"lr_schedule {name!r} has no warm-up; use 'step-linear'")
     schedules = {"linear": EpochLinearDecay, "cosine": EpochCosineDecay}
     if name not in schedules:
-        raise ValueError(f"unknown lr_schedule {name!r}; choose one of {sorted(schedules)}")
+        raise ValueError(f"unknown lr_schedule {name!r}; choose one of {', '.join(LR_SCHEDULES)}")
     return schedules[name](initial_learning_rate, epochs, steps_per_epoch)
+
+
+def idle_epochs_warning(name: str, epochs: int) -> str | None:
+    """Why ``name`` over ``epochs`` epochs wastes training, or None.
+
+    The official per-epoch linear schedule runs its last epoch at learning rate 0: one epoch
+    in 256 on ImageNet, all of a 1-epoch run.
+    """
+    if name != "linear":
+        return None
+    if epochs == 1:
+        return (
+            "lr_schedule=linear with epochs=1 trains nothing: the official per-epoch schedule "
+            "runs its last (here only) epoch at learning rate 0; use lr_schedule=step-linear"
+        )
+    if epochs < 20:
+        return (
+            f"lr_schedule=linear runs the last of its {epochs} epochs at learning rate 0 "
+            f"({1 / epochs:.0%} of each step learns nothing); lr_schedule=step-linear decays "
+            "per iteration and still learns in the last one."
+        )
+    return None
 
 
 def make_optimizer(

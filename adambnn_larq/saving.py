@@ -39,6 +39,8 @@ _ALLOWED_CLASSES: dict[str, frozenset[str]] = {
         "LecunUniform", "LecunNormal", "Orthogonal", "Identity",
     }),
     "keras.regularizers": frozenset({"L1", "L2", "L1L2"}),
+    # A layer's dtype policy (data only; LCE conversion then refuses mixed precision itself).
+    "keras.mixed_precision": frozenset({"Policy"}),
     "keras.constraints": frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}),
     "larq.layers": frozenset({
         "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D",

@@ -35,7 +35,12 @@ import tensorflow as tf
 from adambnn_larq.cli import STRATEGIES
 from adambnn_larq.config import TrainConfig
 from adambnn_larq.models import ReActNetA, ReActNetSmall
-from adambnn_larq.optim import create_optimizer_variables, learning_rate_schedule, make_optimizer
+from adambnn_larq.optim import (
+    create_optimizer_variables,
+    idle_epochs_warning,
+    learning_rate_schedule,
+    make_optimizer,
+)
 from adambnn_larq.saving import (
     atomic_write_text,
     check_writable_dir,
@@ -164,7 +169,7 @@ class _EpochReport(tf.keras.callbacks.Callback):
 def _datasets(config: TrainConfig, info):
     from adambnn_larq import data
 
-    def make(split: str, *, training: bool, epoch: int = 0) -> tf.data.Dataset:
+    def make(split: str, *, training: bool, epoch: int = 0, limit=None) -> tf.data.Dataset:
         return data.make_dataset(
             config.dataset,
             split,
@@ -173,7 +178,8 @@ def _datasets(config: TrainConfig, info):
             seed=config.seed,
             epoch=epoch,
             data_dir=config.data_dir,
-            limit=config.train_limit if training else config.eval_limit,
+            limit=limit,
+            image_size=config.input_size,
         )
 
     # The pipelines are global batches; each worker of a multi-worker run takes its share
@@ -181,15 +187,31 @@ def _datasets(config: TrainConfig, info):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
-    def train_dataset(epoch: int) -> tf.data.Dataset:
-        return make(info.train_split, training=True, epoch=epoch).with_options(options)
+    held_out = config.validation_size
+    train_split = f"{info.train_split}[:-{held_out}]" if held_out else info.train_split
 
-    eval_dataset = make(info.eval_split, training=False).with_options(options)
-    return train_dataset, eval_dataset
+    def train_dataset(epoch: int) -> tf.data.Dataset:
+        dataset = make(train_split, training=True, epoch=epoch, limit=config.train_limit)
+        return dataset.with_options(options)
+
+    def test() -> tf.data.Dataset:
+        return make(info.eval_split, training=False, limit=config.eval_limit).with_options(options)
+
+    if not held_out:
+        return train_dataset, test(), None
+    # The monitored split chooses the best checkpoint (and hence step 2's start): with a
+    # validation split the test split is read only for the final models, or not at all.
+    validation = make(f"{info.train_split}[-{held_out}:]", training=False).with_options(options)
+    return train_dataset, validation, test() if config.evaluate_test else None
+
+
+def _monitored(config: TrainConfig) -> str:
+    """The split each epoch is evaluated on: "validation" (held out of train) or "test"."""
+    return "validation" if config.validation_size else "test"
 
 
 def _steps_per_epoch(config: TrainConfig, info) -> int:
-    examples = info.num_examples[info.train_split]
+    examples = info.num_examples[info.train_split] - config.validation_size
     if config.train_limit is not None:
         examples = min(examples, config.train_limit)
     steps = examples // config.batch_size
@@ -210,6 +232,7 @@ def _probe_images(config: TrainConfig, info) -> np.ndarray:
         training=False,
         data_dir=config.data_dir,
         limit=config.probe_size,
+        image_size=config.input_size,
     )
     return next(iter(dataset))[0].numpy()
 
@@ -252,14 +275,19 @@ def run_stage(
     result_path = stage_dir / "result.json"
     if result_path.exists():
         result = json.loads(result_path.read_text())
-        print(f"[{name}] already finished: test accuracy {result['test_accuracy']:.4f} (skipped)")
+        monitored = _monitored(config)
+        print(
+            f"[{name}] already finished: {monitored} accuracy "
+            f"{result[f'{monitored}_accuracy']:.4f} (skipped)"
+        )
         return result
     chief = _is_chief(strategy)
     # Non-chief workers of a multi-worker run must write their checkpoints elsewhere.
     work_dir = stage_dir if chief else stage_dir / f".worker-{os.getpid()}"
     work_dir.mkdir(parents=True, exist_ok=True)
     steps_per_epoch = _steps_per_epoch(config, info)
-    train_dataset, eval_dataset = _datasets(config, info)
+    train_dataset, eval_dataset, test_dataset = _datasets(config, info)
+    monitored = _monitored(config)
 
     with strategy.scope():
         network = build()
@@ -321,7 +349,7 @@ def run_stage(
         manager.save()
         print(
             f"[{name}] epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
-            f"test accuracy {accuracy:.4f} (best {float(best_var.numpy()):.4f}), "
+            f"{monitored} accuracy {accuracy:.4f} (best {float(best_var.numpy()):.4f}), "
             f"{report.images_per_second:.0f} img/s, {time.perf_counter() - started:.0f} s",
             flush=True,
         )
@@ -329,13 +357,19 @@ def run_stage(
     if evaluation is None:  # every epoch was done before this process started
         evaluation = trainer.evaluate(eval_dataset, verbose=0, return_dict=True)
     result = {
-        "test_accuracy": float(evaluation["accuracy"]),
-        "test_loss": float(evaluation["loss"]),
-        "best_test_accuracy": float(best_var.numpy()),
+        f"{monitored}_accuracy": float(evaluation["accuracy"]),
+        f"{monitored}_loss": float(evaluation["loss"]),
+        f"best_{monitored}_accuracy": float(best_var.numpy()),
         "epochs": epochs,
         "images_per_second": report.images_per_second,
         "wall_time_s": float(seconds_var.numpy()),
     }
+    if monitored == "validation":
+        result["test_accuracy"] = result["test_loss"] = None  # never read (evaluate_test=False)
+        if test_dataset is not None:
+            test = trainer.evaluate(test_dataset, verbose=0, return_dict=True)
+            result["test_accuracy"], result["test_loss"] = test["accuracy"], test["loss"]
+            print(f"[{name}] final model: test accuracy {result['test_accuracy']:.4f}")
     if not (work_dir / "best.h5").exists():
         save_model(network, work_dir / "best.h5")
     save_model(network, work_dir / "final.h5")
@@ -424,13 +458,16 @@ def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
 
 def _teacher_cache_key(config: TrainConfig, info) -> str:
     fields = [
-        "small_teacher v2",  # bump when SmallTeacher changes, so stale caches are not reused
+        "small_teacher v3",  # bump when the teacher or its training changes (stale caches)
         config.dataset,
         config.teacher_width,
         config.teacher_epochs,
         config.batch_size,
         config.teacher_learning_rate,
         config.train_limit,
+        config.validation_size,
+        config.evaluate_test,
+        config.input_size,
         config.seed,
         info.input_shape,
     ]
@@ -453,8 +490,9 @@ def prepare_teacher(
     cache_dir = run_dir.parent / "teachers" / f"{config.dataset}-{_teacher_cache_key(config, info)}"
 
     def optimizer_factory(steps_per_epoch: int):
+        # Per-iteration decay: a per-epoch schedule wastes much of a 2-4 epoch run.
         schedule = learning_rate_schedule(
-            "cosine",
+            "step-linear",
             config.teacher_learning_rate,
             epochs=config.teacher_epochs,
             steps_per_epoch=steps_per_epoch,
@@ -481,7 +519,8 @@ def prepare_teacher(
         teacher = load_model(cache_dir / "final.h5")
     return teacher, {
         "teacher": str(cache_dir / "final.h5"),
-        "teacher_test_accuracy": result["test_accuracy"],
+        "teacher_test_accuracy": result.get("test_accuracy"),
+        "teacher_validation_accuracy": result.get("validation_accuracy"),
     }
 
 
@@ -632,6 +671,9 @@ def train(
         "num_replicas": strategy.num_replicas_in_sync,
         "steps": [],
     }
+    warning = idle_epochs_warning(config.lr_schedule, config.epochs)
+    if warning:
+        print(f"warning: {warning}", flush=True)
     teacher = None
     if config.distillation:
         teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
@@ -650,6 +692,7 @@ def train(
                 config.learning_rate,
                 epochs=config.epochs,
                 steps_per_epoch=steps_per_epoch,
+                warmup_epochs=config.warmup_epochs,
             )
             return make_optimizer(
                 config.optimizer,
@@ -697,7 +740,8 @@ def train(
                 **result,
             }
         )
-        summary["final_test_accuracy"] = result["test_accuracy"]
+        summary["final_test_accuracy"] = result.get("test_accuracy")
+        summary["final_validation_accuracy"] = result.get("validation_accuracy")
         summary["final_model"] = str(step_dir / "final.h5")
         if _is_chief(strategy):
             atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from adambnn_larq.hostinfo import cpu_model_name
 from adambnn_larq.logs import quiet_native_stderr
 
 if TYPE_CHECKING:
@@ -270,23 +271,13 @@ def host_info() -> dict[str, Any]:
 
     return {
         "machine": platform.machine(),
-        "processor": _cpu_model_name() or platform.processor(),
+        "processor": cpu_model_name(),
         "cpu_count": os.cpu_count(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "larq_compute_engine": larq_compute_engine.__version__,
     }
-
-
-def _cpu_model_name() -> str | None:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def benchmark_host(

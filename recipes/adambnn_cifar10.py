@@ -21,6 +21,9 @@ def get_config(smoke: bool = False) -> dict:
         "kernel_initializer": "pytorch_default",
         "epochs": 30,
         "batch_size": 128,
+        # Per-iteration decay: the official per-epoch schedule idles the last of 30 epochs.
+        "lr_schedule": "step-linear",
+        "warmup_epochs": 0.2,
         "weight_decay": 5e-6,
         "teacher": "small_teacher",
         "teacher_epochs": 15,

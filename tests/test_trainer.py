@@ -3,10 +3,14 @@ import pytest
 import tensorflow as tf
 
 import adambnn_larq as ab
+from adambnn_larq.config import ConfigError, resolve_config
 from adambnn_larq.optim import (
     EpochLinearDecay,
+    StepLinearDecay,
     create_optimizer_variables,
     decayed_variables,
+    idle_epochs_warning,
+    learning_rate_schedule,
     make_optimizer,
 )
 from adambnn_larq.trainer import BNNTrainer, distillation_loss
@@ -20,6 +24,51 @@ def test_linear_schedule_matches_official_formula():
         expected = 1.25e-3 * (1 - (epoch + 1) / epochs)
         assert float(schedule(step)) == pytest.approx(expected, rel=1e-6, abs=1e-12)  # float32
     assert float(schedule(epochs * steps - 1)) == 0.0  # last epoch: only BN statistics move
+
+
+@pytest.mark.parametrize("warmup_epochs", [0.0, 0.5])
+def test_step_linear_schedule_matches_its_formula_and_learns_at_the_last_step(warmup_epochs):
+    epochs, steps, peak = 3, 10, 2e-3
+    schedule = learning_rate_schedule(
+        "step-linear", peak, epochs=epochs, steps_per_epoch=steps, warmup_epochs=warmup_epochs
+    )
+    total, warmup = epochs * steps, int(warmup_epochs * steps)
+    for t in range(total):
+        # Written from the docstring's formula, independently of the implementation.
+        if t < warmup:
+            expected = peak * (t + 1) / warmup
+        else:
+            expected = peak * (1 - (t - warmup) / (total - warmup))
+        assert float(schedule(t)) == pytest.approx(expected, rel=1e-5), t
+    last = float(schedule(total - 1))
+    assert last > 0 and last == pytest.approx(peak / (total - warmup), rel=1e-5)
+    assert float(schedule(warmup)) == pytest.approx(peak, rel=1e-6)  # the peak after warm-up
+    restored = StepLinearDecay.from_config(schedule.get_config())
+    assert float(restored(7)) == float(schedule(7))
+
+
+def test_an_optimizer_with_step_linear_changes_weights_in_its_last_step():
+    variable = tf.Variable([1.0, -1.0])
+    schedule = learning_rate_schedule("step-linear", 0.1, epochs=1, steps_per_epoch=4)
+    optimizer = make_optimizer("adam", schedule)
+    for _ in range(4):
+        before = variable.numpy().copy()
+        optimizer.apply_gradients([(tf.constant([1.0, 1.0]), variable)])
+    assert int(optimizer.iterations) == 4
+    assert np.all(variable.numpy() < before)  # the 4th (last) step still moved them
+
+
+def test_short_per_epoch_schedules_are_refused_or_warned():
+    with pytest.raises(ConfigError, match="would train nothing"):
+        resolve_config({"epochs": 1, "lr_schedule": "linear"})
+    with pytest.raises(ConfigError, match="needs lr_schedule=step-linear"):
+        resolve_config({"epochs": 3, "warmup_epochs": 0.5})
+    with pytest.raises(ConfigError, match="warmup_epochs must be in"):
+        resolve_config({"epochs": 1, "lr_schedule": "step-linear", "warmup_epochs": 1.0})
+    assert resolve_config({"epochs": 1, "lr_schedule": "step-linear"}).epochs == 1
+    assert "33%" in idle_epochs_warning("linear", 3)
+    assert idle_epochs_warning("linear", 256) is None
+    assert idle_epochs_warning("step-linear", 2) is None
 
 
 def test_decayed_variables_are_exactly_the_specified_set():

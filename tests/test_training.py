@@ -3,6 +3,7 @@
 Resume after kill -9 and the distribution strategies: test_training_equivalence.py.
 """
 
+import csv
 import json
 import subprocess
 import sys
@@ -106,3 +107,22 @@ def test_train_cli_reports_bad_overrides():
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert missing.returncode == 2 and "adambnn_fashion_mnist" in missing.stderr
+
+
+@pytest.mark.slow
+def test_smoke_recipe_still_flips_signs_in_the_last_epoch_of_each_step(tmp_path):
+    # The per-iteration schedule keeps learning to the end: the official per-epoch one ran the
+    # last epoch of each short step at learning rate 0 (FF exactly 0 there).
+    run_dir = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "adambnn_larq", "train", "adambnn_fashion_mnist", "--smoke",
+         "--run-dir", str(run_dir), "--verbose", "0"],
+        capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "warning" not in done.stdout
+    for step in ("step1", "step2"):
+        with open(run_dir / step / "log.csv") as file:
+            rows = list(csv.DictReader(file))
+        assert len(rows) == 2  # the smoke recipe's two epochs
+        assert float(rows[-1]["ff_ratio"]) > 0, (step, rows[-1])
