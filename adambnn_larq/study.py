@@ -328,6 +328,10 @@ def _fmt(stats: dict | None, spec: str, scale: float = 1.0) -> str:
     return f"{mean:{spec}} ± {spread:{spec}}"
 
 
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.2f}"
+
+
 def _plain(value: float | None, spec: str) -> str:
     return "—" if value is None else format(value, spec)
 
@@ -399,7 +403,7 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         for sweep in section["sweep"]:
             lines.append(
                 f"| {sweep['arm']} | {sweep['base']} | {sweep['learning_rate']:g} | "
-                f"{_plain(None if sweep['validation_top1'] is None else 100 * sweep['validation_top1'], '.2f')} | "  # noqa: E501
+                f"{'diverged' if sweep['diverged'] else _percent(sweep['validation_top1'])} | "
                 f"{'**yes**' if sweep['chosen'] else ''} |"
             )
         names = list(dict.fromkeys(run.name for run in finals))
@@ -420,13 +424,31 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
     return "\n".join(lines) + "\n"
 
 
+DIVERGED_FILE = "diverged.txt"
+
+
 def _train_run(
     run: StudyRun, run_dir: Path, number: int, total: int, verbose: int, in_process: bool = False
 ) -> None:
-    """Train one run of the study: here, or in a new process logging to ``run_dir/train.log``."""
-    from adambnn_larq.training import train
+    """Train one run of the study: here, or in a new process logging to ``run_dir/train.log``.
+
+    A sweep run whose loss diverges is a result (that learning rate is too large): it leaves
+    ``diverged.txt`` with the reason instead of stopping the study. Any other failure does.
+    """
+    from adambnn_larq.training import TrainingDiverged, train
 
     where = f"[study] {run.dataset} {run.kind} {number}/{total}: {run.directory}"
+    if (run_dir / DIVERGED_FILE).is_file():
+        sys.stdout.write(f"{where}: diverged in an earlier invocation (skipped)\n")
+        return
+
+    def diverged(reason: str) -> None:
+        from adambnn_larq.saving import atomic_write_text
+
+        atomic_write_text(run_dir / DIVERGED_FILE, reason + "\n")
+        sys.stdout.write(f"{where}: diverged ({reason.strip().splitlines()[-1]})\n")
+        sys.stdout.flush()
+
     # One write per line: runs of `--jobs N` report from threads at the same time.
     sys.stdout.write(
         f"{where} ({run.config.schedule}, {run.config.optimizer} lr "
@@ -434,7 +456,12 @@ def _train_run(
     )
     sys.stdout.flush()
     if in_process:
-        train(run.config, run_dir, recipe=run.name, verbose=verbose)
+        try:
+            train(run.config, run_dir, recipe=run.name, verbose=verbose)
+        except TrainingDiverged as error:
+            if run.kind != "sweep":
+                raise
+            diverged(str(error))
         return
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "train.log"
@@ -446,6 +473,9 @@ def _train_run(
         )  # fmt: skip
     if done.returncode != 0:
         tail = log_path.read_text()[-2000:]
+        if run.kind == "sweep" and "TrainingDiverged" in tail:
+            diverged(tail[tail.rindex("TrainingDiverged"):])
+            return
         raise StudyError(f"{where} failed (exit {done.returncode}); end of {log_path}:\n{tail}")
     sys.stdout.write(f"{where}: finished\n")
     sys.stdout.flush()
@@ -481,13 +511,19 @@ def choose_learning_rates(sweep_rows: Sequence[dict[str, Any]]) -> dict[str, flo
     (the smaller rate on a tie). Reads nothing but the sweep's validation numbers."""
     best: dict[str, tuple[float, float]] = {}
     for row in sweep_rows:
+        if row.get("diverged"):
+            continue
         score = row["validation_top1"]
         if score is None:
             raise StudyError(f"sweep run {row['run']} has no validation accuracy")
         key = (score, -row["learning_rate"])
         if row["arm"] not in best or key > best[row["arm"]]:
             best[row["arm"]] = key
-    return {arm: -key[1] for arm, key in best.items()}
+    every = list(dict.fromkeys(row["arm"] for row in sweep_rows))
+    lost = [arm for arm in every if arm not in best]
+    if lost:
+        raise StudyError(f"every learning rate of arm(s) {', '.join(lost)} diverged")
+    return {arm: -key[1] for arm in every for key in [best[arm]]}
 
 
 def run_study(
@@ -547,10 +583,14 @@ def run_study(
         _train_all(sweeps, folder, verbose, jobs)
         sweep_rows = []
         for run in sweeps:
-            row = _measured_row(folder / run.directory, run.directory)
+            if (folder / run.directory / DIVERGED_FILE).is_file():
+                row = {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
+            else:
+                row = _measured_row(folder / run.directory, run.directory)
             sweep_rows.append({"run": run.directory, "arm": run.arm,
                                "learning_rate": run.config.learning_rate,
                                "validation_top1": row["validation_top1"],
+                               "diverged": row.get("diverged", False),
                                "wall_time_s": row["wall_time_s"]})  # fmt: skip
         rates = choose_learning_rates(sweep_rows)
         for row in sweep_rows:

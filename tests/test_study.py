@@ -65,7 +65,12 @@ def test_learning_rates_are_chosen_on_validation_only():
         {"run": "d", "arm": "sgd", "learning_rate": 1e-1, "validation_top1": 0.70},
     ]
     assert choose_learning_rates(rows) == {"adam": 2e-3, "sgd": 1e-2}  # ties: the smaller
-    rows[0]["validation_top1"] = None
+    rows[1].update(validation_top1=None, diverged=True)  # a rate that diverged is skipped
+    assert choose_learning_rates(rows) == {"adam": 1e-3, "sgd": 1e-2}
+    rows[0].update(validation_top1=None, diverged=True)
+    with pytest.raises(StudyError, match="every learning rate of arm.s. adam diverged"):
+        choose_learning_rates(rows)
+    rows[0]["diverged"] = False
     with pytest.raises(StudyError, match="sweep run a has no validation accuracy"):
         choose_learning_rates(rows)
 
