@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what is needed (scripts/install.sh), then lint and run the whole test suite in the
-# project's .venv (13-16 minutes on 2 cores).
+# project's .venv (about 20 minutes on 2 cores).
 # Two test processes (PYTEST_WORKERS): most of a test's time is single-threaded Python (graph
 # tracing, model building, process start-up), so two of them keep two cores busy. A file
 # stays on one worker (--dist loadfile): module fixtures are built once.

@@ -112,6 +112,7 @@ def test_study_errors_name_the_problem(tmp_path):
     )
     with pytest.raises(StudyError, match="repeated: a"):
         load_study(str(broken))
+    broken = tmp_path / "broken_arm_study.py"  # a new file: no stale bytecode of the first
     broken.write_text(
         "def get_config(smoke=False):\n"
         "    return {'datasets': {'mnist': {'recipe': 'adambnn_mnist'}}, 'arms': {},\n"
@@ -209,7 +210,8 @@ def test_smoke_study_end_to_end(tmp_path):
             if name in SMOKE_RUNS:
                 config = json.loads((runs / f"{name}-seed{seed}" / "config.json").read_text())
                 assert config["seed"] == seed
-                assert config["learning_rate"] == rates[name.rsplit("-", 1)[0]]
+                arm = "-".join(name.split("-")[:2])  # adam-1step-wd5e-06 -> adam-1step
+                assert config["learning_rate"] == rates[arm]
     report = output / "fashion_mnist" / "report"
     assert (report / "report.md").is_file()
     assert len(list(report.glob("*.png"))) >= 4
