@@ -2,7 +2,9 @@
 
 Importing this package selects Keras 2 (``tf_keras``) for TensorFlow, which larq needs; import
 it before anything imports TensorFlow, or set ``TF_USE_LEGACY_KERAS=1`` yourself. The public
-names below are imported on first use, so ``import adambnn_larq`` itself is cheap.
+names below are imported on first use, so ``import adambnn_larq`` itself is cheap: the
+``adambnn`` command (`adambnn_larq.cli`) imports this package first and must not pay for
+TensorFlow before it knows the command (see the measurement in ``cli/__init__.py``).
 """
 
 from __future__ import annotations

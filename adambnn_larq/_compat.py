@@ -31,6 +31,7 @@ def ensure_legacy_keras() -> None:
     if "tensorflow" not in sys.modules:
         os.environ[LEGACY_KERAS_VARIABLE] = "1"
         return
+    # Already imported: this only looks the module up.
     import tensorflow as tf
 
     # Under TF_USE_LEGACY_KERAS the tf.keras module comes from the tf_keras package.

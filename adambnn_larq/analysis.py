@@ -27,8 +27,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import larq as lq
 import numpy as np
 import tensorflow as tf
+
+from adambnn_larq.models import binary_conv_layers
 
 #: Default bin edges of the latent-weight histograms: 0.02 wide over [-2, 2], plus one
 #: underflow and one overflow bin, so the three peaks (near 0 and beyond ±1) are resolved.
@@ -83,7 +86,6 @@ def analysis_layers(
         if without_kernel:
             raise ValueError(f"layers {without_kernel} have no kernel to analyse")
         return layers
-    from adambnn_larq.models import binary_conv_layers
 
     layers = binary_conv_layers(model)
     if not layers:
@@ -398,8 +400,6 @@ TOY_START: tuple[float, float] = (-0.5, -0.5)
 
 
 def _toy_nodes(x, y, gain: float):
-    import larq as lq
-
     # larq's ste_sign: forward sign (sign(0) = +1), backward the clipped identity 1{|w| <= 1}.
     return lq.quantizers.ste_sign(x, clip_value=1.0) + gain * lq.quantizers.ste_sign(
         y, clip_value=1.0

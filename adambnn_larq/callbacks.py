@@ -18,8 +18,6 @@ file. Conventions:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import os
@@ -29,25 +27,33 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.histogram import metadata
 
 from adambnn_larq import analysis
-from adambnn_larq.saving import atomic_write_bytes, atomic_write_text
+from adambnn_larq.rundir import (
+    ANALYSIS_DIR,
+    C2I_FILE,
+    EPOCH_START_FILE,
+    FF_STEPS_FILE,
+    GRADIENTS_DIR,
+    GRADIENTS_FILE,
+    INITIAL_SIGNS_FILE,
+    LAYERS_FILE,
+    OPTIMIZER_STEPS_FILE,
+    SATURATION_FILE,
+    TENSORBOARD_DIR,
+    WEIGHTS_DIR,
+    WEIGHTS_FILE,
+    EpochLog,
+    StepCsv,
+    atomic_write_bytes,
+    atomic_write_text,
+    epoch_archive,
+    npz_bytes,
+    read_npz,
+)
 
 log = logging.getLogger(__name__)
-
-ANALYSIS_DIR = "analysis"
-TENSORBOARD_DIR = os.path.join("tensorboard", "analysis")
-INITIAL_SIGNS_FILE = "initial_signs.npz"
-LAYERS_FILE = "layers.json"
-FF_STEPS_FILE = "ff_steps.csv"
-C2I_FILE = "c2i.jsonl"
-SATURATION_FILE = "saturation.jsonl"
-WEIGHTS_FILE = "weights.jsonl"
-WEIGHTS_DIR = "weights"
-EPOCH_START_FILE = "epoch_start_weights.npz"
-GRADIENTS_FILE = "gradients.jsonl"
-GRADIENTS_DIR = "gradients"
-OPTIMIZER_STEPS_FILE = "optimizer_steps.csv"
 
 #: A latent weight is "dead" for an epoch when its largest |dL/dw| stayed below this. The
 #: per-epoch log10 histograms of max |dL/dw| allow any other threshold afterwards.
@@ -65,25 +71,6 @@ def _summary_writer(log_dir: Path):
     return _WRITERS[key]
 
 
-def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as archive:
-        return {name: archive[name] for name in archive.files}
-
-
-def _format(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return repr(float(value))
-
-
 def _write_histogram(
     tag: str, counts: np.ndarray, edges: np.ndarray, values: np.ndarray, step: int
 ) -> None:
@@ -92,8 +79,6 @@ def _write_histogram(
     ``tf.summary.histogram`` would bucket every weight again with eager TF ops, which cost
     more than all the other per-epoch statistics together.
     """
-    from tensorboard.plugins.histogram import metadata
-
     # TensorBoard's histogram tensor: one (left, right, count) row per bucket; the outer
     # buckets of `weight_histogram` reach to the smallest and largest value.
     left = np.concatenate([[min(values.min(), edges[0])], edges])
@@ -129,102 +114,7 @@ def save_initial_signs(
     arrays = {
         layer.name: analysis.nonnegative(analysis.latent_kernel(layer).numpy()) for layer in layers
     }
-    return atomic_write_bytes(path, _npz_bytes(arrays))
-
-
-class _StepCsv:
-    """A per-step CSV keyed by its first column (iteration), appended during training."""
-
-    def __init__(self, path: Path, header: list[str]):
-        self.path = path
-        self.header = header
-        self._file = None
-        self._writer = None
-
-    def open(self, up_to_iteration: int) -> list[list[str]]:
-        """Keep the rows with iteration <= ``up_to_iteration``, open for appending, return them."""
-        rows: list[list[str]] = []
-        rewrite = True
-        if self.path.exists():
-            with open(self.path, newline="") as file:
-                reader = csv.reader(file)
-                header = next(reader, None)
-                if header is not None and header != self.header:
-                    raise ValueError(
-                        f"{self.path}: its columns ({len(header)}) belong to another model or "
-                        f"layer selection than this run ({len(self.header)}); use another "
-                        "log_dir or delete the file"
-                    )
-                total = 0
-                for row in reader:
-                    total += 1
-                    # A run killed while writing leaves a truncated last line: drop it.
-                    if len(row) == len(self.header) and row[0].isdigit():
-                        if int(row[0]) <= up_to_iteration:
-                            rows.append(row)
-                rewrite = header is None or total != len(rows)
-        if rewrite:
-            text = io.StringIO()
-            writer = csv.writer(text)
-            writer.writerow(self.header)
-            writer.writerows(rows)
-            atomic_write_text(self.path, text.getvalue())
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
-        self._writer = csv.writer(self._file)
-        return rows
-
-    def reopen(self) -> None:
-        """Append again after `close`, trusting the rows written by this object."""
-        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed in close())
-        self._writer = csv.writer(self._file)
-
-    def write(self, values: Sequence[Any]) -> None:
-        self._writer.writerow([_format(value) for value in values])
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-class _EpochLog:
-    """Per-epoch JSON lines, one record per completed-epoch count, rewritten atomically."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.records: list[dict] = []
-
-    def load(self, up_to_iteration: int) -> None:
-        self.records = []
-        if not self.path.exists():
-            return
-        kept = []
-        lines = self.path.read_text().splitlines()
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if record.get("iteration", 0) <= up_to_iteration:
-                kept.append(record)
-        self.records = kept
-        if len(kept) != len(lines):
-            self._write()
-
-    def has_iteration(self, iteration: int) -> bool:
-        return any(record["iteration"] == iteration for record in self.records)
-
-    def put(self, record: dict) -> None:
-        self.records = [r for r in self.records if r["epoch"] != record["epoch"]] + [record]
-        self.records.sort(key=lambda r: r["epoch"])
-        self._write()
-
-    def _write(self) -> None:
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.records))
+    return atomic_write_bytes(path, npz_bytes(arrays))
 
 
 class AnalysisCallback(tf.keras.callbacks.Callback):
@@ -340,7 +230,7 @@ class FlipRatioCallback(AnalysisCallback):
     ):
         super().__init__(log_dir, tensorboard=tensorboard)
         self.layer_names = layer_names
-        self._csv: _StepCsv | None = None
+        self._csv: StepCsv | None = None
 
     def _setup(self) -> None:
         self._prepare()
@@ -357,7 +247,7 @@ class FlipRatioCallback(AnalysisCallback):
         header = ["iteration", "epoch", "ff", "ff_mean", *[f"flips:{n}" for n in names]]
         if self._csv is not None:  # an earlier fit of this callback that did not end
             self._csv.close()
-        self._csv = _StepCsv(self.analysis_dir / FF_STEPS_FILE, header)
+        self._csv = StepCsv(self.analysis_dir / FF_STEPS_FILE, header)
         self._last_iteration = self.iteration()
         rows = self._csv.open(self._last_iteration)
         self._total_flips = np.zeros(len(names), dtype=np.int64)
@@ -495,7 +385,7 @@ class C2IRatioCallback(AnalysisCallback):
             )
             self._references.append([tf.Variable(s, trainable=False) for s in run_signs])
         self._count_same = tf.function(self._same_on_device, autograph=False)
-        self._log = _EpochLog(self.analysis_dir / C2I_FILE)
+        self._log = EpochLog(self.analysis_dir / C2I_FILE)
         self._log.load(iteration)
 
     def _same_on_device(self) -> tf.Tensor:
@@ -618,7 +508,7 @@ class SaturationCallback(AnalysisCallback):
         # the few probe passes it speeds up).
         eager = getattr(self.model, "run_eagerly", False)
         self._count = count if eager else tf.function(count, autograph=False)
-        self._log = _EpochLog(self.analysis_dir / SATURATION_FILE)
+        self._log = EpochLog(self.analysis_dir / SATURATION_FILE)
         self._log.load(self.iteration())
 
     def measure(self) -> dict[str, float]:
@@ -706,7 +596,7 @@ class WeightStatisticsCallback(AnalysisCallback):
         self._layers = analysis.analysis_layers(self.student, self.layer_names)
         self._write_layer_table(self._layers)
         self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
-        self._log = _EpochLog(self.analysis_dir / WEIGHTS_FILE)
+        self._log = EpochLog(self.analysis_dir / WEIGHTS_FILE)
         self._log.load(self.iteration())
         self._start: list[np.ndarray] | None = None
 
@@ -720,7 +610,7 @@ class WeightStatisticsCallback(AnalysisCallback):
         path = self.analysis_dir / EPOCH_START_FILE
         start = None
         if path.exists():
-            saved = _read_npz(path)
+            saved = read_npz(path)
             if int(saved["__epoch__"]) == epoch and int(saved["__iteration__"]) < iteration:
                 # Resumed within this epoch: the update is measured from the epoch's start.
                 start = [saved[layer.name] for layer in self._layers]
@@ -729,7 +619,7 @@ class WeightStatisticsCallback(AnalysisCallback):
             arrays = {layer.name: w for layer, w in zip(self._layers, current)}
             arrays["__epoch__"] = np.array(epoch)
             arrays["__iteration__"] = np.array(iteration)
-            atomic_write_bytes(path, _npz_bytes(arrays))
+            atomic_write_bytes(path, npz_bytes(arrays))
         self._start = start
         if not self._log.has_iteration(iteration):
             self._record(epoch, current, None)
@@ -770,7 +660,7 @@ class WeightStatisticsCallback(AnalysisCallback):
             values[f"sdam/{layer.name}"] = stats["sdam"]
             values[f"beyond_one/{layer.name}"] = stats["beyond_one"]
         atomic_write_bytes(
-            self.analysis_dir / WEIGHTS_DIR / f"epoch_{epochs_done:04d}.npz", _npz_bytes(arrays)
+            epoch_archive(self.analysis_dir / WEIGHTS_DIR, epochs_done), npz_bytes(arrays)
         )
         self._log.put({"epoch": epochs_done, "iteration": self.iteration(), "layers": layers})
         self._scalars(values, epochs_done)
@@ -820,7 +710,7 @@ class GradientStatisticsCallback(AnalysisCallback):
             raise ValueError(f"every_steps must be >= 1, got {every_steps}")
         self.dead_threshold = float(dead_threshold)
         self.every_steps = every_steps
-        self._csv: _StepCsv | None = None
+        self._csv: StepCsv | None = None
 
     def _setup(self) -> None:
         missing = [
@@ -858,9 +748,9 @@ class GradientStatisticsCallback(AnalysisCallback):
         iteration = self.iteration()
         if self._csv is not None:  # an earlier fit of this callback that did not end
             self._csv.close()
-        self._csv = _StepCsv(self.analysis_dir / OPTIMIZER_STEPS_FILE, header)
+        self._csv = StepCsv(self.analysis_dir / OPTIMIZER_STEPS_FILE, header)
         self._csv.open(iteration)
-        self._log = _EpochLog(self.analysis_dir / GRADIENTS_FILE)
+        self._log = EpochLog(self.analysis_dir / GRADIENTS_FILE)
         self._log.load(iteration)
         self._moments_of = None
         self._window_start = iteration
@@ -925,7 +815,7 @@ class GradientStatisticsCallback(AnalysisCallback):
             }
             arrays[f"log10_histogram/{layer.name}"] = analysis.gradient_log10_histogram(values)
         atomic_write_bytes(
-            self.analysis_dir / GRADIENTS_DIR / f"epoch_{epochs_done:04d}.npz", _npz_bytes(arrays)
+            epoch_archive(self.analysis_dir / GRADIENTS_DIR, epochs_done), npz_bytes(arrays)
         )
         overall = {"dead": dead_total / size_total, "zero": zero_total / size_total}
         self._log.put(

@@ -1,32 +1,81 @@
 """The training configuration: every knob of a recipe, with types, defaults and validation.
 
 Recipes (files in ``recipes/``) return a dict of overrides of `TrainConfig`; command-line
-``key=value`` overrides are applied on top and parsed by the field's type.
+``key=value`` overrides are applied on top and parsed by the field's type. Study files (in
+``studies/``) return the runs of a study (`adambnn_larq.study`). Both are plain config files,
+found by name and loaded by path (`load_recipe`): the library never imports them.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import json
 import math
+import sys
 import types
 import typing
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
-SCHEDULES = ("two-step", "one-step", "two-step-weights-first")
-MODELS = ("reactnet_small", "reactnet_a")
+from adambnn_larq.errors import ConfigError
+
+# Every choice a run is made of, once: `TrainConfig` validates its fields against these, the
+# command line offers them as ``choices``, and the messages list them (`choices`).
+Dataset = Literal["mnist", "fashion_mnist", "cifar10", "imagenet2012", "image_folder"]
+ModelName = Literal["reactnet_a", "reactnet_small"]
+Schedule = Literal["two-step", "one-step", "two-step-weights-first"]
+Optimizer = Literal["adam", "sgd"]
 #: "linear": the official per-epoch schedule (lr constant within an epoch, the last epoch at 0);
 #: "cosine": per-epoch cosine; "step-linear": per-iteration linear decay with optional warm-up,
 #: still learning in the last iteration (for short runs).
-LR_SCHEDULES = ("linear", "cosine", "step-linear")
+LrSchedule = Literal["linear", "cosine", "step-linear"]
+WeightDecayMode = Literal["coupled", "decoupled"]
+#: tf.distribute strategies of ``adambnn train --strategy``.
+Strategy = Literal["default", "mirrored", "multiworker", "tpu"]
+#: The teacher trained first and cached per dataset; any other ``teacher`` is a Keras model file.
+SMALL_TEACHER = "small_teacher"
+
+
+def choices(alias: Any) -> tuple[str, ...]:
+    """The values of a ``Literal`` alias of this module, in their order."""
+    return typing.get_args(alias)
+
+
+# Deployment: conversion, verification, benchmark and checkpoint import (`adambnn_larq.deploy`).
+ConversionRoute = Literal["keras", "graphdef"]
+Target = Literal["arm", "xcore"]
+#: LCE binary-conv kernels of the interpreter (``reference`` is for verification only).
+InterpreterKernel = Literal["default", "indirect_bgemm", "reference"]
+BenchmarkKernel = Literal["default", "indirect_bgemm"]
+#: Networks a PyTorch checkpoint can hold (``adambnn import-pytorch --arch``).
+Architecture = Literal["reactnet_a", "resnet34"]
+#: Default tolerances of `adambnn_larq.deploy.verify.verify_conversion` (LCE's end-to-end test
+#: criterion): elementwise ``|tflite - keras| <= atol + rtol * |keras|``.
+DEFAULT_ATOL = 1e-3
+DEFAULT_RTOL = 1e-3
+
+DATASET_NAMES = choices(Dataset)
+MODELS = choices(ModelName)
+SCHEDULES = choices(Schedule)
+OPTIMIZERS = choices(Optimizer)
+LR_SCHEDULES = choices(LrSchedule)
+WEIGHT_DECAY_MODES = choices(WeightDecayMode)
+STRATEGIES = choices(Strategy)
+CONVERSION_ROUTES = choices(ConversionRoute)
+TARGETS = choices(Target)
+INTERPRETER_KERNELS = choices(InterpreterKernel)
+KERNELS = choices(BenchmarkKernel)
+ARCHITECTURES = choices(Architecture)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """A training run. Defaults are the paper's official AdamBNN recipe (SPEC §3)."""
+    """A training run. Defaults are the paper's official AdamBNN recipe (docs/method.md §3)."""
 
     # Data
-    dataset: str = "imagenet2012"
+    dataset: Dataset = "imagenet2012"
     data_dir: str | None = None
     train_limit: int | None = None  # use only the first N training examples
     eval_limit: int | None = None
@@ -35,19 +84,19 @@ class TrainConfig:
     validation_size: int = 0
     evaluate_test: bool = True  # False: the test split is never read (choosing hyperparameters)
     # Network
-    model: str = "reactnet_a"
+    model: ModelName = "reactnet_a"
     input_size: int | None = None  # default: the dataset's
     width_multiplier: float = 0.25  # reactnet_small only
     num_downsamplings: int = 2  # reactnet_small only
     kernel_initializer: str = "reference"
     # Schedule: two-step = binary activations first, then binary weights (the paper's order)
-    schedule: str = "two-step"
+    schedule: Schedule = "two-step"
     epochs: int = 256  # per step
     batch_size: int = 256  # global batch over all replicas
     # Optimizer
-    optimizer: str = "adam"
+    optimizer: Optimizer = "adam"
     learning_rate: float = 1.25e-3  # used as given; scale it yourself for other batch sizes
-    lr_schedule: str = "linear"
+    lr_schedule: LrSchedule = "linear"
     warmup_epochs: float = 0.0  # step-linear only: linear warm-up at the start of each step
     adam_beta_1: float = 0.9
     adam_beta_2: float = 0.999
@@ -55,7 +104,7 @@ class TrainConfig:
     momentum: float = 0.9  # sgd only
     weight_decay: float = 5e-6  # step 1 (or the only step)
     weight_decay_step2: float = 0.0
-    weight_decay_mode: str = "coupled"
+    weight_decay_mode: WeightDecayMode = "coupled"
     # Loss
     distillation: bool = True
     teacher: str = "resnet34.h5"  # "small_teacher" (trained first, cached) or a Keras model file
@@ -71,14 +120,7 @@ class TrainConfig:
     jit_compile: bool = False
 
     def __post_init__(self) -> None:
-        choices = {
-            "schedule": SCHEDULES,
-            "model": MODELS,
-            "optimizer": ("adam", "sgd"),
-            "lr_schedule": LR_SCHEDULES,
-            "weight_decay_mode": ("coupled", "decoupled"),
-        }
-        for key, allowed in choices.items():
+        for key, allowed in _literal_fields().items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(
                     f"{key}={getattr(self, key)!r} is not one of {', '.join(allowed)}"
@@ -113,14 +155,10 @@ class TrainConfig:
 
     def _check_values(self) -> None:
         """Values of the right type that could never train: refused before anything runs."""
-        from adambnn_larq.data import DATASET_NAMES
-
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{field.name}={value!r}: must be a finite number")
-        if self.dataset not in DATASET_NAMES:
-            raise ConfigError(f"dataset={self.dataset!r} is not one of {', '.join(DATASET_NAMES)}")
         for key in ("train_limit", "eval_limit", "input_size"):
             value = getattr(self, key)
             if value is not None and value < 1:
@@ -143,12 +181,22 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
-class ConfigError(ValueError):
-    """An invalid recipe or override."""
-
-
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
+
+
+def _literal_fields() -> dict[str, tuple[str, ...]]:
+    """The fields typed with a ``Literal`` alias, and their allowed values."""
+    return {
+        key: choices(annotation)
+        for key, annotation in _field_types().items()
+        if typing.get_origin(annotation) is Literal
+    }
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``str`` for a ``Literal`` of strings (its values are checked in `TrainConfig`)."""
+    return str if typing.get_origin(annotation) is Literal else annotation
 
 
 def _parse_value(key: str, text: str, annotation: Any) -> Any:
@@ -157,6 +205,7 @@ def _parse_value(key: str, text: str, annotation: Any) -> Any:
         if text.lower() in ("none", "null"):
             return None
         annotation = next(a for a in annotation.__args__ if a is not type(None))
+    annotation = _plain_type(annotation)
     try:
         if annotation is bool:
             lowered = text.lower()
@@ -192,6 +241,7 @@ def _check_keys(keys, where: str) -> None:
 def _check_type(key: str, value: Any) -> Any:
     annotation = _field_types()[key]
     allowed = annotation.__args__ if isinstance(annotation, types.UnionType) else (annotation,)
+    allowed = tuple(_plain_type(a) for a in allowed)
     if value is None and type(None) in allowed:
         return value
     if float in allowed and isinstance(value, int) and not isinstance(value, bool):
@@ -230,3 +280,96 @@ def resolve_config(
         _check_keys([key], "the command line")
         values[key] = _parse_value(key, text, types_[key])
     return TrainConfig(**values)
+
+
+# --------------------------------------------------------------------------------------
+# Recipe and study files
+# --------------------------------------------------------------------------------------
+
+_REPOSITORY = Path(__file__).resolve().parents[1]
+RECIPES = "recipes"
+STUDIES = "studies"
+
+
+def _folders(kind: str) -> list[Path]:
+    return [_REPOSITORY / kind, Path.cwd() / kind]
+
+
+def find_recipe(name: str) -> Path:
+    """The config file for ``name``: a path to a ``.py`` file, or a name in ``recipes/`` or
+    ``studies/``.
+
+    Recipes live in the repository's ``recipes/`` folder (or ``./recipes``); each defines
+    ``get_config(smoke: bool = False) -> dict`` of `TrainConfig` overrides. Studies live in
+    ``studies/`` (or ``./studies``) and define the same function.
+    """
+    candidate = Path(name)
+    if candidate.suffix == ".py":
+        if not candidate.is_file():
+            raise FileNotFoundError(f"recipe file not found: {candidate}")
+        return candidate
+    folders = _folders(RECIPES) + _folders(STUDIES)
+    for folder in folders:
+        path = folder / f"{name}.py"
+        if path.is_file():
+            return path
+    available = sorted(
+        {
+            p.stem
+            for f in _folders(RECIPES)
+            if f.is_dir()
+            for p in f.glob("*.py")
+            if not p.stem.startswith("_") and p.stem != "common" and not _is_study_file(p)
+        }
+    )
+    raise FileNotFoundError(f"no recipe {name!r}; available: {', '.join(available)}")
+
+
+def is_study(recipe: Any) -> bool:
+    """Whether a config file's ``get_config()`` describes a study (``adambnn study``): runs
+    per dataset, not one training configuration."""
+    return isinstance(recipe, dict) and {"datasets", "runs"} <= set(recipe)
+
+
+def _is_study_file(path: Path) -> bool:
+    """`is_study` without running the file: its code builds a dict with "datasets" and "runs"
+    keys."""
+    try:
+        tree = ast.parse(path.read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
+            if {"datasets", "runs"} <= keys:
+                return True
+    return False
+
+
+def _recipes_package() -> None:
+    """Make ``recipes`` importable as a package of the recipe folders, so that a recipe (or a
+    study, or a recipe file anywhere) can ``from recipes.common import ...`` without the
+    recipes being installed."""
+    if RECIPES in sys.modules:
+        return
+    folders = [str(f) for f in _folders(RECIPES) if f.is_dir()]
+    spec = importlib.util.spec_from_loader(RECIPES, loader=None, is_package=True)
+    package = importlib.util.module_from_spec(spec)
+    package.__path__ = folders
+    sys.modules[RECIPES] = package
+
+
+def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
+    """Run the config file's ``get_config(smoke)``: a config file the user chose, like
+    big_vision's, not data from elsewhere."""
+    path = find_recipe(name)
+    _recipes_package()
+    # Named as a module of the recipes package but not registered in sys.modules: two files of
+    # the same name (a user's and the repository's) never see each other's module.
+    kind = STUDIES if path.parent.name == STUDIES else RECIPES
+    spec = importlib.util.spec_from_file_location(f"{kind}.{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
+    return module.get_config(smoke=smoke)

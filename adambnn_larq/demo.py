@@ -1,13 +1,36 @@
 """The main job, end to end on the embedded Fashion-MNIST: train, convert, verify, benchmark,
-analyse. Every stage reuses what a previous run of the same command finished."""
+analyse. Every stage reuses what a previous run of the same command finished.
+
+An application over the core (training, reports) and deployment (`adambnn_larq.deploy`); only
+the command line (``adambnn demo``) is above it.
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
 from typing import Any
+
+from adambnn_larq.config import load_recipe, resolve_config
+from adambnn_larq.deploy import benchmark as bench
+from adambnn_larq.deploy.convert import convert_model
+from adambnn_larq.deploy.flatbuffer import op_census
+from adambnn_larq.deploy.verify import dataset_inputs, verify_conversion
+from adambnn_larq.errors import DemoError
+from adambnn_larq.hostinfo import machine_summary
+from adambnn_larq.reports import analyze
+from adambnn_larq.rundir import (
+    DEMO_BENCHMARK,
+    DEMO_SUMMARY,
+    DEMO_TFLITE,
+    DEMO_TRAIN_DIR,
+    REPORT_DIR,
+    atomic_write_bytes,
+    atomic_write_text,
+)
+from adambnn_larq.saving import load_model
+from adambnn_larq.training import train
 
 DEMO_RECIPE = "adambnn_fashion_mnist"
 
@@ -36,10 +59,6 @@ VERIFY_MIN_WITHIN = 0.98
 VERIFY_MIN_AGREEMENT = 0.99
 
 
-class DemoError(RuntimeError):
-    """A stage of the demo failed (the message says which and what was kept)."""
-
-
 def _stage(title: str) -> float:
     print(f"\n=== {title}", flush=True)
     return time.perf_counter()
@@ -58,32 +77,24 @@ def run_demo(
         smoke: the recipe's smoke budget (`SMOKE_OVERRIDES`): the pipeline in a few minutes
             without training anything worth measuring.
     """
-    from adambnn_larq.config import resolve_config
-    from adambnn_larq.hostinfo import machine_summary
-    from adambnn_larq.reports import analyze
-    from adambnn_larq.saving import atomic_write_bytes, atomic_write_text, load_model
-    from adambnn_larq.training import load_recipe, train
-    from converters import benchmark as bench
-    from converters import lce
-
     started = time.perf_counter()
     overrides = SMOKE_OVERRIDES if smoke else FAST_OVERRIDES if fast else []
     config = resolve_config(load_recipe(DEMO_RECIPE, smoke=smoke), overrides)
     budget = " (smoke)" if smoke else " (fast)" if fast else ""
     t = _stage(f"1/5 train {DEMO_RECIPE}{budget}: teacher, step 1, step 2")
-    summary = train(config, run_dir / "train", recipe=DEMO_RECIPE, verbose=2)
+    summary = train(config, run_dir / DEMO_TRAIN_DIR, recipe=DEMO_RECIPE, verbose=2)
     train_seconds = time.perf_counter() - t
     model = load_model(summary["final_model"])
 
-    tflite_path = run_dir / "model.tflite"
+    tflite_path = run_dir / DEMO_TFLITE
     t = _stage("2/5 convert with Larq Compute Engine")
     if tflite_path.exists():
         flatbuffer = tflite_path.read_bytes()
         print(f"reusing {tflite_path}")
-        census = dict(lce.op_census(flatbuffer))
+        census = dict(op_census(flatbuffer))
     else:
         # The graphdef route gives the same flatbuffer ops and outputs about 4x faster.
-        conversion = lce.convert_model(model, progress=True, route="graphdef")
+        conversion = convert_model(model, progress=True, route="graphdef")
         print(conversion.summary())
         if not conversion.all_binary_convs_converted:
             raise DemoError(f"not every binary conv became LceBconv2d: {conversion.census}")
@@ -92,10 +103,10 @@ def run_demo(
         census = dict(conversion.census)
 
     t = _stage(f"3/5 verify the interpreter against Keras on {samples} test images")
-    inputs, labels, split = lce.dataset_inputs(
+    inputs, labels, split = dataset_inputs(
         config.dataset, samples, image_size=config.input_size
     )
-    verification = lce.verify_conversion(
+    verification = verify_conversion(
         model,
         flatbuffer,
         inputs,
@@ -121,10 +132,10 @@ def run_demo(
     timing = bench.benchmark_host(
         flatbuffer, runs=benchmark_runs, float_flatbuffer=float_flatbuffer
     )
-    atomic_write_text(run_dir / "benchmark.json", json.dumps(timing, indent=2))
+    atomic_write_text(run_dir / DEMO_BENCHMARK, json.dumps(timing, indent=2))
 
     t = _stage("5/5 analysis report (FF ratio, C2I, saturation, CAM, histograms)")
-    report = analyze([run_dir / "train"], run_dir / "report")
+    report = analyze([run_dir / DEMO_TRAIN_DIR], run_dir / REPORT_DIR)
     del t
 
     lce_default = next(x for x in timing["timings"] if x["name"] == "lce")
@@ -151,68 +162,5 @@ def run_demo(
         "seconds_this_invocation": time.perf_counter() - started,
         "machine": machine_summary(),
     }
-    atomic_write_text(run_dir / "demo_summary.json", json.dumps(result, indent=2))
+    atomic_write_text(run_dir / DEMO_SUMMARY, json.dumps(result, indent=2))
     return result
-
-
-def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
-    accuracies = ", ".join(f"{k} {v:.2%}" for k, v in result["test_accuracy"].items())
-    verification = result["verification"]
-    print("\n=== summary")
-    print(f"test accuracy: {accuracies} (teacher {result['teacher_test_accuracy']:.2%})")
-    print(
-        f"LCE model: {result['tflite']} ({result['tflite_bytes'] / 1e3:.0f} kB, "
-        f"{result['lce_bconv2d']} LceBconv2d)"
-    )
-    print(
-        f"verification: {verification['samples']} test images, "
-        f"{verification['within_tolerance']:.1%} within tolerance, max |diff| "
-        f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.0%}"
-    )
-    print(f"host latency (LCE, 1 thread, median): {result['latency_ms_median']:.2f} ms")
-    print(f"analysis report: {result['report']}")
-    print(f"everything: {run_dir} (demo_summary.json); {result['seconds_this_invocation']:.0f} s")
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from adambnn_larq.cli import CommandError, check_output_dir
-    from adambnn_larq.training import TrainingDiverged
-
-    default = "runs/demo-smoke" if args.smoke else "runs/demo-fast" if args.fast else "runs/demo"
-    run_dir = Path(args.run_dir or default)
-    check_output_dir(run_dir, "--run-dir")  # before half an hour of training
-    try:
-        result = run_demo(
-            run_dir,
-            fast=args.fast,
-            samples=args.samples,
-            benchmark_runs=args.runs,
-            smoke=args.smoke,
-        )
-    except (FileNotFoundError, ValueError, TrainingDiverged, DemoError) as error:
-        raise CommandError(str(error)) from error
-    _print_summary(run_dir, result)
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from adambnn_larq.cli import positive_int
-
-    parser = subparsers.add_parser(
-        "demo",
-        help="the main job: train, convert, verify, benchmark and analyse on Fashion-MNIST",
-        description="Two-step AdamBNN training of the small ReActNet on Fashion-MNIST "
-        "(offline), LCE conversion, verification against Keras on the test set, host "
-        "benchmark and analysis report. Rerunning resumes; --fast takes a few minutes.",
-    )
-    budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--fast", action="store_true", help="few-minute version")
-    budget.add_argument(
-        "--smoke", action="store_true", help="the pipeline on a tiny budget (tests)"
-    )
-    parser.add_argument("--run-dir", help="default: runs/demo (-fast, -smoke)")
-    parser.add_argument(
-        "--samples", type=positive_int, default=200, help="test images to verify on"
-    )
-    parser.add_argument("--runs", type=positive_int, default=20, help="timed benchmark runs")
-    parser.set_defaults(func=_demo)

@@ -17,6 +17,8 @@ import logging
 import os
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 
 #: "0": hide TensorFlow's own log lines (set by the ``adambnn`` command); "1": show them.
@@ -37,7 +39,8 @@ def configure(verbose: bool) -> None:
     # AutoGraph's notes about larq's QuantizedVariable and Keras' compile notes.
     os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    # absl configures its own logger class when imported: set the level through absl.
+    # absl configures its own logger class when imported: set the level through absl. Lazy:
+    # importing it takes 55 ms here, twice what `adambnn --help` needs in all (cli/__init__.py).
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)
@@ -94,3 +97,44 @@ def quiet_native_stderr() -> Iterator[None]:
                 hidden = capture.read().decode(errors="replace")
                 if hidden:
                     print(hidden, end="", file=sys.stderr, flush=True)
+
+
+
+@contextlib.contextmanager
+def heartbeat(
+    message: str, *, every: float = 10.0, stream=None, enabled: bool = True
+) -> Iterator[None]:
+    """Print ``message`` now and the elapsed time every ``every`` seconds until the block ends.
+
+    The LCE converter is a single opaque call that can take minutes; this shows it is alive.
+
+    Arguments:
+        message: what is running.
+        every: seconds between progress lines.
+        stream: where to print (default: ``sys.stderr``).
+        enabled: False makes this a no-op (quiet mode).
+    """
+    if not enabled:
+        yield
+        return
+
+    def say(text: str) -> None:
+        # sys.stderr is looked up each time: `quiet_native_stderr` may have replaced it.
+        print(text, file=stream or sys.stderr, flush=True)
+
+    start = time.monotonic()
+    say(f"{message} ...")
+    done = threading.Event()
+
+    def tick() -> None:
+        while not done.wait(every):
+            say(f"  ... {time.monotonic() - start:.0f} s")
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    say(f"  done in {time.monotonic() - start:.1f} s")

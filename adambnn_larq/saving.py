@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import h5py
+import larq as lq
 import tensorflow as tf
 
-
-def _default_mode() -> int:
-    """Permissions a plain open() would give (mkstemp's files are private, 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
+# models also silences larq's kernel_constraint advice, which the reference rejects.
+from adambnn_larq import layers, models, quantizers  # noqa: F401
+from adambnn_larq.errors import UnsafeModelError
+from adambnn_larq.rundir import atomic_replace
 
 # What a model file may name. Keras resolves a serialized object by its "module" and
 # "class_name" and imports that module if it is not Keras' own, so a file naming
@@ -69,11 +66,6 @@ _REGISTERED_PREFIX = {"larq.": "larq>", "adambnn_larq.": "adambnn_larq>"}
 # Keras resets this part when loading with compile=False, so it is never deserialized.
 _NOT_DESERIALIZED = frozenset({"compile_config"})
 _CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-
-
-class UnsafeModelError(ValueError):
-    """A model file names code to run (a Lambda layer, a foreign module or function) to be
-    deserialized."""
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -183,11 +175,6 @@ def check_model_config(config: Any, *, source: str = "model") -> None:
 
 def custom_objects() -> dict[str, Any]:
     """Every custom Keras object a saved model of this project may contain."""
-    import larq as lq
-
-    # models also silences larq's kernel_constraint advice, which the reference rejects.
-    from adambnn_larq import layers, models, quantizers  # noqa: F401
-
     objects = {
         name: getattr(module, name)
         for module in (layers, quantizers)
@@ -242,10 +229,7 @@ def save_model(model: tf.keras.Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     if path.suffix not in (".h5", ".keras"):
         raise ValueError(f"{path}: model files must end in .h5 or .keras")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(suffix=path.suffix, dir=path.parent, prefix=".tmp-")
-    os.close(handle)
-    try:
+    with atomic_replace(path, suffix=path.suffix) as temporary:
         if path.suffix == ".h5":
             with warnings.catch_warnings():
                 # HDF5 is what LCE users and the issues ask for; Keras calls it "legacy".
@@ -253,94 +237,4 @@ def save_model(model: tf.keras.Model, path: str | os.PathLike) -> Path:
                 model.save(temporary, include_optimizer=False)
         else:
             model.save(temporary)
-        os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` so readers see the old or the new content, never a mix."""
-    return atomic_write_bytes(path, text.encode())
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (see `atomic_write_text`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
-class OutputError(ValueError):
-    """An output location that cannot be written, found before the work that would fill it."""
-
-
-def _check_can_create_in(directory: Path, what: str, shown: Path) -> None:
-    """Fail unless a file can be created in ``directory`` (or in the directories that would be
-    made for it); creates nothing that stays."""
-    current = directory
-    # Path.exists() is False below a regular file ("file/x"): climb to what really exists.
-    while not os.path.lexists(current) and current.parent != current:
-        current = current.parent
-    if not current.is_dir():
-        raise OutputError(f"cannot write {what} {shown}: {current} is a file, not a directory")
-    try:
-        handle, probe = tempfile.mkstemp(dir=current, prefix=".tmp-probe-")
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise OutputError(f"cannot write {what} {shown}: {reason} ({current})") from error
-
-
-def check_writable_file(
-    path: str | os.PathLike, *, what: str = "output", suffixes: tuple[str, ...] = ()
-) -> Path:
-    """Fail at once, before any long work, if the file ``path`` could not be written.
-
-    Nothing is created: the nearest existing directory on the way to ``path`` must be a
-    writable directory (checked by creating and removing a probe file in it).
-
-    Arguments:
-        path: the file to be written later (e.g. with `atomic_write_bytes`).
-        what: how the message names it (e.g. ``"--report"``).
-        suffixes: if given, the file name must end in one of these.
-
-    Returns:
-        ``path`` as a `Path`.
-
-    Raises:
-        OutputError: one line naming the path and the reason.
-    """
-    path = Path(path)
-    if suffixes and path.suffix not in suffixes:
-        raise OutputError(f"{what} {path} must end in {' or '.join(suffixes)}")
-    if path.is_dir():
-        raise OutputError(f"cannot write {what} {path}: it is a directory")
-    _check_can_create_in(path.parent, what, path)
-    return path
-
-
-def check_writable_dir(path: str | os.PathLike, *, what: str = "output directory") -> Path:
-    """Fail at once if files could not be written into the directory ``path`` (made if
-    missing); like `check_writable_file`, nothing is created.
-
-    Raises:
-        OutputError: one line naming the path and the reason.
-    """
-    path = Path(path)
-    if os.path.lexists(path) and not path.is_dir():
-        raise OutputError(f"cannot write {what} {path}: it is a file, not a directory")
-    _check_can_create_in(path, what, path)
     return path

@@ -1,6 +1,6 @@
 """The paper study: many training runs of one budget and their Table-1 comparison.
 
-A study file (``recipes/paper_study.py``) defines ``get_config(smoke) -> dict`` with
+A study file (``studies/paper_study.py``) defines ``get_config(smoke) -> dict`` with
 
 - ``datasets``: dataset name -> ``{"recipe": base recipe, "overrides": {...}}``, the budget
   every run of that dataset shares;
@@ -15,12 +15,11 @@ and, for each of the paper's findings, whether it reproduces here.
 
 References:
     - Liu et al., "How Do Adam and Training Strategies Help BNNs Optimization", ICML 2021,
-      Table 1 and Sections 3-4; SPEC.md §1.
+      Table 1 and Sections 3-4; docs/method.md §4.
 """
 
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import dataclasses
 import datetime
@@ -36,15 +35,20 @@ from typing import Any
 
 import numpy as np
 
-from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
+from adambnn_larq import data, logs
+from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
+from adambnn_larq.errors import ConfigError, StudyError, TrainingDiverged
 from adambnn_larq.hostinfo import cpu_model_name
-
-STUDY_FILE = "study.md"
-STUDY_JSON = "study.json"
-
-
-class StudyError(ValueError):
-    """A malformed study file; the message names the field."""
+from adambnn_larq.reports import analyze, run_summary, step_summary
+from adambnn_larq.rundir import (
+    DIVERGED_FILE,
+    REPORT_DIR,
+    STUDY_FILE,
+    STUDY_JSON,
+    atomic_write_text,
+    load_run,
+)
+from adambnn_larq.training import train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +124,6 @@ def load_study(
     Raises:
         StudyError, ConfigError: a malformed study file or override.
     """
-    from adambnn_larq.training import load_recipe
-
     study = load_recipe(name, smoke=smoke)
     where = f"study {name}"
     study_datasets = _require(study, "datasets", dict, where)
@@ -308,8 +310,6 @@ def _formats(needed: Sequence[tuple[str, str]]) -> list[str]:
 
 
 def _measured_row(run_dir: Path, label: str) -> dict[str, Any]:
-    from adambnn_larq.reports import load_run, run_summary, step_summary
-
     run = load_run(run_dir, label)
     row = run_summary(run)
     first = step_summary(run.steps[0])
@@ -424,9 +424,6 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
     return "\n".join(lines) + "\n"
 
 
-DIVERGED_FILE = "diverged.txt"
-
-
 def _train_run(
     run: StudyRun, run_dir: Path, number: int, total: int, verbose: int, in_process: bool = False
 ) -> None:
@@ -435,16 +432,12 @@ def _train_run(
     A sweep run whose loss diverges is a result (that learning rate is too large): it leaves
     ``diverged.txt`` with the reason instead of stopping the study. Any other failure does.
     """
-    from adambnn_larq.training import TrainingDiverged, train
-
     where = f"[study] {run.dataset} {run.kind} {number}/{total}: {run.directory}"
     if (run_dir / DIVERGED_FILE).is_file():
         sys.stdout.write(f"{where}: diverged in an earlier invocation (skipped)\n")
         return
 
     def diverged(reason: str) -> None:
-        from adambnn_larq.saving import atomic_write_text
-
         atomic_write_text(run_dir / DIVERGED_FILE, reason + "\n")
         sys.stdout.write(f"{where}: diverged ({reason.strip().splitlines()[-1]})\n")
         sys.stdout.flush()
@@ -562,10 +555,6 @@ def run_study(
     Returns:
         The content of ``study.json``.
     """
-    from adambnn_larq import data
-    from adambnn_larq.reports import analyze
-    from adambnn_larq.saving import atomic_write_text
-
     started = time.perf_counter()
     study = load_study(name, smoke=smoke, datasets=datasets, runs=runs, overrides=overrides)
     output = Path(output_dir)
@@ -605,7 +594,7 @@ def run_study(
         ]
         _train_all(finals, folder, verbose, jobs)
         first_seed = [run for run in finals if run.config.seed == study.seeds[0]]
-        analyze([folder / r.directory for r in first_seed], output / dataset / "report",
+        analyze([folder / r.directory for r in first_seed], output / dataset / REPORT_DIR,
                 labels=[r.name for r in first_seed])  # fmt: skip
         measured = {run.directory: _measured_row(folder / run.directory, run.name)
                     for run in finals}  # fmt: skip
@@ -649,79 +638,8 @@ def run_study(
     return result
 
 
-def _study_command(args: argparse.Namespace) -> int:
-    from adambnn_larq.cli import CommandError, check_output_dir
-    from adambnn_larq.reports import ReportError
-    from adambnn_larq.training import TrainingDiverged
-
-    if "=" in args.study:  # `adambnn study key=value ...`: the default study with overrides
-        args.overrides.insert(0, args.study)
-        args.study = "paper_study"
-    suffix = "-smoke" if args.smoke else ""
-    output = Path(args.output or Path("runs") / (Path(args.study).stem + suffix))
-    datasets = args.datasets.split(",") if args.datasets else None
-    runs = args.runs.split(",") if args.runs else None
-    command = "adambnn " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-    check_output_dir(output, "--output")
-    try:
-        result = run_study(
-            args.study,
-            output,
-            smoke=args.smoke,
-            datasets=datasets,
-            runs=runs,
-            overrides=args.overrides,
-            verbose=args.verbose,
-            command=command,
-            jobs=args.jobs,
-        )
-    except (StudyError, ValueError, FileNotFoundError, ReportError, TrainingDiverged) as error:
-        raise CommandError(str(error)) from error
-    for section in result["datasets"]:
-        if section.get("skipped"):
-            continue
-        reproduced = sum(f["reproduced"] is True for f in section["findings"])
-        print(
-            f"{section['dataset']}: {len(section['rows'])} runs; "
-            f"{reproduced}/{len(section['findings'])} of the paper's findings reproduce"
-        )
-    print(f"study report: {output / STUDY_FILE}")
-    return 0
-
-
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    from adambnn_larq.cli import positive_int
-
-    parser = subparsers.add_parser(
-        "study",
-        help="the paper study: Adam vs SGD, one- vs two-step, weight-decay sweep (resumable)",
-        description="Train every run of a study file (default recipes/paper_study.py) with "
-        "equal budgets and fixed seeds, then write the Table-1 comparison with the paper's "
-        "numbers (study.md) and the analysis plots. Rerunning resumes run by run.",
-    )
-    parser.add_argument("study", nargs="?", default="paper_study", help="study file or name")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="key=value", help="configuration overrides for every run"
-    )
-    parser.add_argument("--smoke", action="store_true", help="tiny budgets: minutes")
-    parser.add_argument("--output", help="study directory (default runs/STUDY)")
-    parser.add_argument("--datasets", help="comma-separated subset, e.g. fashion_mnist")
-    parser.add_argument("--runs", help="comma-separated subset of the runs, e.g. adam-1step-wd0")
-    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
-    parser.add_argument(
-        "--jobs",
-        type=positive_int,
-        default=1,
-        help="runs trained side by side (separate processes)",
-    )
-    parser.set_defaults(func=_study_command)
-
-
 def _train_run_main(argv: Sequence[str]) -> int:
     """``python -m adambnn_larq.study --train-run CONFIG_JSON RUN_DIR NAME VERBOSE``."""
-    from adambnn_larq import logs
-    from adambnn_larq.training import train
-
     logs.configure(verbose=not logs.quiet())  # as the `adambnn study` that started it
     config_json, run_dir, name, verbose = argv
     config = resolve_config(json.loads(config_json), where=f"study run {name}")

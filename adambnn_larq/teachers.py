@@ -106,9 +106,10 @@ def ResNet34(  # noqa: N802 (Keras/larq-zoo builder naming)
     global average pooling and a dense classifier; outputs logits. Keras' ``same`` padding is
     asymmetric at stride 2, so stride-2 layers pad explicitly. Float only (never converted
     with LCE). Layer names follow torchvision's keys with ``_`` for ``.`` (``layer2_0_conv1``,
-    ``layer2_0_downsample_conv``), the classifier is ``logits``; `converters.pytorch` imports
-    torchvision's ImageNet weights into it. Inputs are NHWC images normalized like
-    torchvision's (mean 0.485, 0.456, 0.406; std 0.229, 0.224, 0.225).
+    ``layer2_0_downsample_conv``), the classifier is ``logits``;
+    `adambnn_larq.deploy.pytorch_import` imports torchvision's ImageNet weights into it. Inputs
+    are NHWC images normalized like torchvision's (mean 0.485, 0.456, 0.406; std 0.229, 0.224,
+    0.225).
 
     Arguments:
         input_shape: (height, width, channels); default (224, 224, 3). Any size works,

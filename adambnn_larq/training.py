@@ -32,8 +32,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from adambnn_larq.cli import STRATEGIES
-from adambnn_larq.config import TrainConfig
+from adambnn_larq import callbacks as analysis_callbacks
+from adambnn_larq import data
+from adambnn_larq.config import SMALL_TEACHER, STRATEGIES, TrainConfig
+from adambnn_larq.errors import CheckpointUnreadable, TrainingDiverged
 from adambnn_larq.models import ReActNetA, ReActNetSmall
 from adambnn_larq.optim import (
     create_optimizer_variables,
@@ -41,22 +43,23 @@ from adambnn_larq.optim import (
     learning_rate_schedule,
     make_optimizer,
 )
-from adambnn_larq.saving import (
+from adambnn_larq.rundir import (
+    ANALYSIS_DIR,
+    BEST_MODEL,
+    CHECKPOINTS_DIR,
+    CONFIG_FILE,
+    FINAL_MODEL,
+    INITIAL_SIGNS_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    SUMMARY_FILE,
+    TEACHERS_DIR,
     atomic_write_text,
     check_writable_dir,
-    load_model,
-    save_model,
 )
+from adambnn_larq.saving import load_model, save_model
 from adambnn_larq.teachers import SmallTeacher
 from adambnn_larq.trainer import BNNTrainer
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
-
-
-class CheckpointUnreadable(ValueError):
-    """No checkpoint of a stage can be restored; the message names the files and the fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +170,6 @@ class _EpochReport(tf.keras.callbacks.Callback):
 
 
 def _datasets(config: TrainConfig, info):
-    from adambnn_larq import data
-
     def make(split: str, *, training: bool, epoch: int = 0, limit=None) -> tf.data.Dataset:
         return data.make_dataset(
             config.dataset,
@@ -223,8 +224,6 @@ def _steps_per_epoch(config: TrainConfig, info) -> int:
 
 
 def _probe_images(config: TrainConfig, info) -> np.ndarray:
-    from adambnn_larq import data
-
     dataset = data.make_dataset(
         config.dataset,
         info.train_split,
@@ -272,7 +271,7 @@ def run_stage(
     Returns:
         The stage's result dict (also written to ``stage_dir/result.json``).
     """
-    result_path = stage_dir / "result.json"
+    result_path = stage_dir / RESULT_FILE
     if result_path.exists():
         result = json.loads(result_path.read_text())
         monitored = _monitored(config)
@@ -307,9 +306,9 @@ def run_stage(
         )
     # Two are kept, so a checkpoint damaged on disk (or cut short by a crash) still leaves the
     # one before it.
-    manager = tf.train.CheckpointManager(checkpoint, work_dir / "checkpoints", max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, work_dir / CHECKPOINTS_DIR, max_to_keep=2)
     # Every worker resumes from the chief's checkpoint (the run directory is shared).
-    if restore_checkpoint(checkpoint, stage_dir / "checkpoints", name):
+    if restore_checkpoint(checkpoint, stage_dir / CHECKPOINTS_DIR, name):
         print(f"[{name}] resuming after epoch {int(epoch_var.numpy())} of {epochs}")
     elif init_weights is not None:
         copy_weights(load_model(init_weights), network)
@@ -320,7 +319,7 @@ def run_stage(
     callbacks = extra_callbacks(network) if extra_callbacks is not None and chief else []
     report = _EpochReport(name, config.batch_size)
     callbacks += [
-        tf.keras.callbacks.CSVLogger(str(work_dir / "log.csv"), append=True),
+        tf.keras.callbacks.CSVLogger(str(work_dir / LOG_FILE), append=True),
         tf.keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), profile_batch=0),
         report,
     ]
@@ -342,7 +341,7 @@ def run_stage(
         # Every worker saves (reading BatchNorm's synchronized statistics is a collective);
         # the non-chief ones into their scratch directory.
         if accuracy > float(best_var.numpy()):
-            save_model(network, work_dir / "best.h5")
+            save_model(network, work_dir / BEST_MODEL)
         best_var.assign(max(accuracy, float(best_var.numpy())))
         epoch_var.assign(epoch + 1)
         seconds_var.assign_add(time.perf_counter() - started)
@@ -370,9 +369,9 @@ def run_stage(
             test = trainer.evaluate(test_dataset, verbose=0, return_dict=True)
             result["test_accuracy"], result["test_loss"] = test["accuracy"], test["loss"]
             print(f"[{name}] final model: test accuracy {result['test_accuracy']:.4f}")
-    if not (work_dir / "best.h5").exists():
-        save_model(network, work_dir / "best.h5")
-    save_model(network, work_dir / "final.h5")
+    if not (work_dir / BEST_MODEL).exists():
+        save_model(network, work_dir / BEST_MODEL)
+    save_model(network, work_dir / FINAL_MODEL)
     if chief:
         atomic_write_text(result_path, json.dumps(result, indent=2))
     else:
@@ -482,12 +481,13 @@ def prepare_teacher(
     ``small_teacher`` is trained once per (dataset, width, epochs, batch, lr, limit, seed) and
     cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
     """
-    if config.teacher != "small_teacher":
+    if config.teacher != SMALL_TEACHER:
         path = Path(config.teacher)
         _check_teacher_file(config)
         with strategy.scope():
             return load_model(path), {"teacher": str(path)}
-    cache_dir = run_dir.parent / "teachers" / f"{config.dataset}-{_teacher_cache_key(config, info)}"
+    cache_key = f"{config.dataset}-{_teacher_cache_key(config, info)}"
+    cache_dir = run_dir.parent / TEACHERS_DIR / cache_key
 
     def optimizer_factory(steps_per_epoch: int):
         # Per-iteration decay: a per-epoch schedule wastes much of a 2-4 epoch run.
@@ -516,16 +516,16 @@ def prepare_teacher(
         verbose=verbose,
     )
     with strategy.scope():
-        teacher = load_model(cache_dir / "final.h5")
+        teacher = load_model(cache_dir / FINAL_MODEL)
     return teacher, {
-        "teacher": str(cache_dir / "final.h5"),
+        "teacher": str(cache_dir / FINAL_MODEL),
         "teacher_test_accuracy": result.get("test_accuracy"),
         "teacher_validation_accuracy": result.get("validation_accuracy"),
     }
 
 
 def _check_teacher_file(config: TrainConfig) -> None:
-    if not config.distillation or config.teacher == "small_teacher":
+    if not config.distillation or config.teacher == SMALL_TEACHER:
         return
     path = Path(config.teacher)
     if not path.is_file():
@@ -548,8 +548,6 @@ def check_config(config: TrainConfig):
         FileNotFoundError: no teacher file.
         ValueError: a dataset that cannot be used this way (e.g. batch larger than the data).
     """
-    from adambnn_larq import data
-
     _check_teacher_file(config)
     info = data.dataset_info(config.dataset, data_dir=config.data_dir)
     _steps_per_epoch(config, info)
@@ -559,7 +557,7 @@ def check_config(config: TrainConfig):
 def _has_finished_epoch(run_dir: Path) -> bool:
     """Whether any step of the run finished an epoch (has a checkpoint or its result)."""
     for step_dir in _step_dirs(run_dir):
-        if (step_dir / "result.json").exists() or checkpoint_prefixes(step_dir / "checkpoints"):
+        if (step_dir / RESULT_FILE).exists() or checkpoint_prefixes(step_dir / CHECKPOINTS_DIR):
             return True
     return False
 
@@ -577,7 +575,7 @@ def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
         ValueError: the run directory holds another (or an unreadable) configuration and
             finished epochs.
     """
-    config_path = run_dir / "config.json"
+    config_path = run_dir / CONFIG_FILE
     if not config_path.exists():
         return False
     try:
@@ -607,10 +605,8 @@ def _analysis_callbacks(
 ):
     if not config.analysis:
         return None
-    from adambnn_larq import callbacks as analysis_callbacks
-
     probe = _probe_images(config, info)
-    run_start = run_dir / "step1" / "analysis" / "initial_signs.npz"
+    run_start = run_dir / "step1" / ANALYSIS_DIR / INITIAL_SIGNS_FILE
 
     def factory(network):
         return analysis_callbacks.paper_callbacks(
@@ -653,7 +649,7 @@ def train(
         for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
             shutil.rmtree(step_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.json", config.to_json())
+    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -713,7 +709,7 @@ def train(
                 track_gradients=config.analysis and single_replica,
             )
 
-        init = run_dir / step.init_from / "best.h5" if step.init_from else None
+        init = run_dir / step.init_from / BEST_MODEL if step.init_from else None
         result = run_stage(
             step_dir,
             name=step.name,
@@ -742,75 +738,10 @@ def train(
         )
         summary["final_test_accuracy"] = result.get("test_accuracy")
         summary["final_validation_accuracy"] = result.get("validation_accuracy")
-        summary["final_model"] = str(step_dir / "final.h5")
+        summary["final_model"] = str(step_dir / FINAL_MODEL)
         if _is_chief(strategy):
-            atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+            atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
-
-
-def find_recipe(name: str) -> Path:
-    """The recipe file for ``name``: a path to a ``.py`` file, or a name in ``recipes/``.
-
-    Recipes live in the repository's ``recipes/`` folder (or ``./recipes``); each defines
-    ``get_config(smoke: bool = False) -> dict`` of `TrainConfig` overrides.
-    """
-    candidate = Path(name)
-    if candidate.suffix == ".py":
-        if not candidate.is_file():
-            raise FileNotFoundError(f"recipe file not found: {candidate}")
-        return candidate
-    folders = [Path(__file__).resolve().parents[1] / "recipes", Path.cwd() / "recipes"]
-    for folder in folders:
-        path = folder / f"{name}.py"
-        if path.is_file():
-            return path
-    available = sorted(
-        {
-            p.stem
-            for f in folders
-            if f.is_dir()
-            for p in f.glob("*.py")
-            if not p.stem.startswith("_") and not _is_study_file(p)
-        }
-    )
-    raise FileNotFoundError(f"no recipe {name!r}; available: {', '.join(available)}")
-
-
-def is_study(recipe: Any) -> bool:
-    """Whether a config file's ``get_config()`` describes a study (``adambnn study``): runs
-    per dataset, not one training configuration."""
-    return isinstance(recipe, dict) and {"datasets", "runs"} <= set(recipe)
-
-
-def _is_study_file(path: Path) -> bool:
-    """`is_study` without running the file: its code builds a dict with "datasets" and "runs"
-    keys."""
-    import ast
-
-    try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError, ValueError):
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
-            if {"datasets", "runs"} <= keys:
-                return True
-    return False
-
-
-def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
-    """Run the recipe file's ``get_config(smoke)``: a config file the user chose, like
-    big_vision's, not data from elsewhere."""
-    import importlib.util
-
-    path = find_recipe(name)
-    spec = importlib.util.spec_from_file_location(f"adambnn_recipe_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ValueError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
-    return module.get_config(smoke=smoke)
 
 
 def configure_cpu_devices(count: int) -> None:

@@ -32,9 +32,12 @@ from pathlib import Path
 # larq needs Keras 2: select it before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from adambnn_larq.config import resolve_config  # noqa: E402
+from adambnn_larq.config import (
+    load_recipe,  # noqa: E402
+    resolve_config,  # noqa: E402
+)
 from adambnn_larq.hostinfo import machine_summary  # noqa: E402
-from adambnn_larq.training import load_recipe, train  # noqa: E402
+from adambnn_larq.training import train  # noqa: E402
 
 PREVIOUS = {
     "input_size": None,

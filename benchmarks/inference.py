@@ -4,12 +4,13 @@ One table, measured in one run of this script:
 
 - ReActNet-A (this project's step-2 network, random weights) converted with LCE, timed with
   LCE's default binary-conv kernel and with the indirect BGEMM kernel;
-- the same architecture with ordinary float convs (`converters.benchmark.float_baseline`),
+- the same architecture with ordinary float convs (`adambnn_larq.deploy.benchmark.float_baseline`),
   converted with ``tf.lite.TFLiteConverter``;
 - larq-zoo QuickNet and QuickNetLarge (``weights=None``), converted and timed the same way,
   each beside its own float baseline.
 
-Every model is timed in the LCE interpreter (`converters.benchmark.time_interpreter`): batch 1,
+Every model is timed in the LCE interpreter
+(`adambnn_larq.deploy.benchmark.time_interpreter`): batch 1,
 warm-up runs, then the median and p90 of the timed runs. The ratio column is float median /
 this median (above 1: faster than float). Latency does not depend on the weight values.
 
@@ -42,7 +43,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import adambnn_larq as ab  # noqa: E402
-from converters import benchmark, lce  # noqa: E402
+from adambnn_larq import deploy as lce  # noqa: E402
+from adambnn_larq.config import CONVERSION_ROUTES  # noqa: E402
+from adambnn_larq.deploy import benchmark  # noqa: E402
 
 MODELS = ("reactnet_a", "quicknet", "quicknet_large")
 
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="TFLite's XNNPACK delegate (float ops only) for every model",
     )
-    parser.add_argument("--route", choices=lce.CONVERSION_ROUTES, default="graphdef")
+    parser.add_argument("--route", choices=CONVERSION_ROUTES, default="graphdef")
     parser.add_argument("--no-numerics", dest="numerics", action="store_false")
     parser.add_argument("--numerics-samples", type=int, default=8)
     parser.add_argument("--output", default="benchmarks/results/inference.json")
@@ -217,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.numerics:
         result["numerics"] = numerics(args)
     result["seconds"] = round(time.monotonic() - start, 1)
-    from adambnn_larq.saving import atomic_write_text
+    from adambnn_larq.rundir import atomic_write_text
 
     atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
     print(result["markdown"], end="")

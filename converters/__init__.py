@@ -1,1 +1,3 @@
-"""Converters around the adambnn_larq library: PyTorch checkpoint import and LCE conversion."""
+"""A thin namespace over `adambnn_larq.deploy`, kept so that ``from converters.lce import
+convert_model`` (and ``converters.pytorch``, ``converters.benchmark``) keep working in a
+checkout. The code lives in ``adambnn_larq/deploy/``; new code should import it from there."""

@@ -11,6 +11,8 @@ images at 40 images/s, measured on random 32x32x3 inputs: docs/results/train-thr
 plus the teacher's 15 epochs; a full run was not made because the data is not offline here.
 """
 
+from recipes.common import SMALL_IMAGE_SMOKE
+
 
 def get_config(smoke: bool = False) -> dict:
     config = {
@@ -30,12 +32,5 @@ def get_config(smoke: bool = False) -> dict:
         "teacher_width": 64,
     }
     if smoke:
-        config.update(
-            epochs=2,
-            teacher_epochs=1,
-            train_limit=512,
-            eval_limit=256,
-            batch_size=64,
-            probe_size=16,
-        )
+        config.update(SMALL_IMAGE_SMOKE)
     return config

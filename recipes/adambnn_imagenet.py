@@ -16,6 +16,8 @@ teacher; docs/results/train-throughput.md), about 9 days an epoch. ``--smoke`` c
 whole path on 64 images in minutes once the dataset is prepared.
 """
 
+from recipes.common import IMAGENET_SMOKE
+
 
 def get_config(smoke: bool = False) -> dict:
     config = {
@@ -35,5 +37,5 @@ def get_config(smoke: bool = False) -> dict:
         "teacher": "resnet34.h5",
     }
     if smoke:
-        config.update(epochs=2, batch_size=16, train_limit=64, eval_limit=32, probe_size=8)
+        config.update(IMAGENET_SMOKE)
     return config

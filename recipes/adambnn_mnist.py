@@ -11,6 +11,8 @@ Expected run time on 2 CPU cores: that of ``adambnn_fashion_mnist`` (the same ne
 size, image count and epochs; see docs/results/demo); MNIST itself was not timed.
 """
 
+from recipes.common import SMALL_IMAGE_SMOKE
+
 
 def get_config(smoke: bool = False) -> dict:
     config = {
@@ -30,12 +32,5 @@ def get_config(smoke: bool = False) -> dict:
         "teacher_epochs": 2,
     }
     if smoke:
-        config.update(
-            epochs=2,
-            teacher_epochs=1,
-            train_limit=512,
-            eval_limit=256,
-            batch_size=64,
-            probe_size=16,
-        )
+        config.update(SMALL_IMAGE_SMOKE)
     return config

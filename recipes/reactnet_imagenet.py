@@ -9,6 +9,8 @@ does inherit them, as intended.)
 Expected run time: as ``adambnn_imagenet``.
 """
 
+from recipes.common import IMAGENET_SMOKE
+
 
 def get_config(smoke: bool = False) -> dict:
     config = {
@@ -23,5 +25,5 @@ def get_config(smoke: bool = False) -> dict:
         "teacher": "resnet34.h5",
     }
     if smoke:
-        config.update(epochs=2, batch_size=16, train_limit=64, eval_limit=32, probe_size=8)
+        config.update(IMAGENET_SMOKE)
     return config

@@ -20,9 +20,9 @@ import tensorflow as tf
 
 import adambnn_larq as ab
 from adambnn_larq import cli
+from adambnn_larq import deploy as benchmark
+from adambnn_larq import deploy as lce_tools
 from adambnn_larq.models import reactnet_block
-from converters import benchmark
-from converters import lce as lce_tools
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

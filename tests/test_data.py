@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from adambnn_larq import data
 from adambnn_larq.cli import main
+from adambnn_larq.data import preprocessing
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -410,7 +411,7 @@ def test_cropped_jpeg_decoding_equals_a_full_decode():
         y, x = rng.integers(0, 258 - h), rng.integers(0, 390 - w)
         x = x - x % 16 if k % 3 == 0 else x  # window edges on MCU boundaries too
         window = tf.constant([y, x, h, w], tf.int32)
-        decoded = data._decode_window(tf.constant(encoded), window, shape).numpy()
+        decoded = preprocessing._decode_window(tf.constant(encoded), window, shape).numpy()
         np.testing.assert_array_equal(decoded, full[y : y + h, x : x + w])
 
 

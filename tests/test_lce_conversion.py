@@ -23,8 +23,8 @@ import tensorflow as tf
 
 import adambnn_larq as ab
 from adambnn_larq import cli
+from adambnn_larq import deploy as lce_tools
 from adambnn_larq.models import reactnet_block
-from converters import lce as lce_tools
 
 RTOL = ATOL = 1e-3
 

@@ -12,7 +12,7 @@ import pytest
 import tensorflow as tf
 
 import adambnn_larq as ab
-from converters import lce as lce_tools
+from adambnn_larq import deploy as lce_tools
 
 # TensorFlow's C++ log format, absl's C++ and Python formats, TFLite's own prefix.
 NOISE = re.compile(

@@ -68,7 +68,8 @@ def test_analyze_refuses_a_file_as_run_directory(workspace, capsys):
 
 
 def test_checks_create_nothing_and_name_the_reason(tmp_path):
-    from adambnn_larq.saving import OutputError, check_writable_dir, check_writable_file
+    from adambnn_larq.errors import OutputError
+    from adambnn_larq.rundir import check_writable_dir, check_writable_file
 
     target = tmp_path / "new" / "deeper" / "out.json"
     assert check_writable_file(target) == target
@@ -89,7 +90,7 @@ def test_checks_create_nothing_and_name_the_reason(tmp_path):
 def test_convert_report_failing_late_leaves_no_tflite(tmp_path, monkeypatch, capsys):
     """If the report cannot be written after all (the disk changed under the conversion),
     the .tflite is removed too: the command asked for both."""
-    from converters import lce
+    from adambnn_larq.deploy import convert as lce
 
     class Result:
         flatbuffer = b"TFL3"

@@ -22,7 +22,7 @@ torch = pytest.importorskip("torch")
 import torch_reference as ref  # noqa: E402
 
 import adambnn_larq as ab  # noqa: E402
-from converters import pytorch as pt  # noqa: E402
+from adambnn_larq.deploy import pytorch_import as pt  # noqa: E402
 
 INPUT_SIZE = 32  # ReActNet-A's full graph: 32 -> 16 (stem) -> 8 -> 4 -> 2 -> 1
 SAMPLES = 16

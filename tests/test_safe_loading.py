@@ -11,8 +11,9 @@ import pytest
 import tensorflow as tf
 
 import adambnn_larq as ab  # noqa: F401  (selects Keras 2 before tf.keras is used)
+from adambnn_larq.errors import UnsafeModelError
 from adambnn_larq.layers import RSign
-from adambnn_larq.saving import UnsafeModelError, check_model_config, load_model, save_model
+from adambnn_larq.saving import check_model_config, load_model, save_model
 
 PAYLOAD = "adambnn_payload_module"
 

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import adambnn_larq as ab
-from adambnn_larq.saving import UnsafeModelError, load_model, save_model
+from adambnn_larq.errors import UnsafeModelError
+from adambnn_larq.saving import load_model, save_model
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])

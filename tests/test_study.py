@@ -77,18 +77,18 @@ def test_learning_rates_are_chosen_on_validation_only():
 
 @pytest.mark.slow
 def test_the_sweep_never_reads_the_test_split(tmp_path, monkeypatch):
-    from adambnn_larq import data
+    from adambnn_larq.data import idx
 
     study = load_study("paper_study", smoke=True, datasets=["fashion_mnist"],
                        runs=["adam-1step-wd0"])  # fmt: skip
     read = []
-    original = data.load_idx_split
+    original = idx.load_idx_split
 
     def recording(name, split, **kwargs):
         read.append(split)
         return original(name, split, **kwargs)
 
-    monkeypatch.setattr(data, "load_idx_split", recording)
+    monkeypatch.setattr(idx, "load_idx_split", recording)
     sweep = study.sweeps[:1]
     _train_all(sweep, tmp_path, verbose=0, jobs=1)
     row = _measured_row(tmp_path / sweep[0].directory, "sweep")

@@ -1,0 +1,83 @@
+"""The ``adambnn`` command line: the parser, and the one place where errors become messages.
+
+The leaf of the package: nothing in the library imports it. One module per command group
+(`train`, `deploy`, `data`, `reports`, `demo`, `study`) adds its subcommands and their handlers;
+a handler returns the exit status. `main` maps errors to messages and exit statuses, for every
+command alike:
+
+- `adambnn_larq.errors.AdambnnError` (and the built-in exceptions a command lists as its
+  ``user_errors``): ``adambnn COMMAND: error: MESSAGE`` on stderr, status 2, no traceback;
+- Ctrl-C: ``adambnn COMMAND: interrupted``, status 130;
+- usage errors: argparse's message, status 2.
+
+Lazy imports: the handlers import the library (TensorFlow, larq, LCE) only when a command
+runs, so that ``adambnn --help`` and usage errors stay fast. Measured on this 2-core machine
+(``python -X importtime -c "import adambnn_larq.cli"``, cumulative): 24 ms before this
+layout, 26 ms with it; ``time adambnn --help``: 0.24 s before, 0.25 s after (TensorFlow alone
+takes 3-4 s to import).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from adambnn_larq import logs
+
+# The command groups import only argparse, the configuration's choices and the errors.
+from adambnn_larq.cli import data, demo, deploy, reports, study, train
+from adambnn_larq.cli.arguments import CommandError
+from adambnn_larq.errors import AdambnnError
+
+__all__ = ["CommandError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adambnn",
+        description="AdamBNN in Larq: train ReActNet-A with two-step Adam, convert with LCE, "
+        "verify and benchmark.",
+    )
+    parser.add_argument(
+        "--verbose",
+        dest="tf_logs",
+        action="store_true",
+        help="also show TensorFlow's, absl's and TFLite's own log lines (before COMMAND)",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    parser.set_defaults(user_errors=())
+    train.add_commands(subparsers)
+    deploy.add_import_command(subparsers)
+    data.add_commands(subparsers)
+    deploy.add_commands(subparsers)
+    reports.add_commands(subparsers)
+    demo.add_commands(subparsers)
+    study.add_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``adambnn`` console script."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may also follow options (`train RECIPE --smoke key=value`).
+    if (
+        extra
+        and hasattr(args, "overrides")
+        and all("=" in e and not e.startswith("-") for e in extra)
+    ):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # Before any command imports TensorFlow: its C++ log level is read when it loads.
+    logs.configure(verbose=args.tf_logs)
+    try:
+        return args.func(args)
+    except (AdambnnError, *args.user_errors) as error:
+        print(f"adambnn {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"adambnn {args.command}: interrupted", file=sys.stderr)
+        return 130

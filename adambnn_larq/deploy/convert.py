@@ -1,0 +1,600 @@
+"""Convert a Larq Keras model to an LCE-optimized TFLite flatbuffer, and audit the result.
+
+`convert_model` runs the Larq Compute Engine converter and audits the result: the op census
+read from the flatbuffer, the file size, and whether every binary conv of the Keras model
+became an ``LceBconv2d``. Binary layers LCE does not accelerate (binary Dense, depthwise,
+multi-bit, a binary kernel without binary inputs, ...) are named in warnings
+(`ConversionError` under ``strict``). `convert_file` does the same from file to file.
+
+Two conversion routes produce the same flatbuffer ops:
+
+- ``"keras"``: `larq_compute_engine.convert_keras_model`, LCE's public API. It exports a
+  SavedModel first, which traces every layer several times; on this stack (pure-Python
+  protobuf 3.20) that takes minutes even for a small network.
+- ``"graphdef"``: one trace of the inference function (without AutoGraph), frozen, then LCE's
+  GraphDef converter: the route `convert_keras_model` itself falls back to, 10-20x faster here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import larq as lq
+import larq_compute_engine as lce
+import tensorflow as tf
+from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
+from larq_compute_engine.mlir.python.util import modify_integer_quantized_model_io_type
+from tensorflow.core.framework.types_pb2 import DataType
+from tensorflow.lite.python.util import get_tensor_name
+from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+import adambnn_larq.models  # noqa: F401
+from adambnn_larq.config import CONVERSION_ROUTES, TARGETS
+from adambnn_larq.deploy.flatbuffer import _conv_signatures, io_details, op_census
+from adambnn_larq.errors import ConversionError, OutputError
+from adambnn_larq.logs import heartbeat, quiet_native_stderr
+from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
+from adambnn_larq.saving import load_model
+
+# TensorFlow ops that carry quantization-aware-training statistics (what lets LCE make int8).
+_FAKE_QUANT_OPS = frozenset(
+    {
+        "FakeQuantWithMinMaxVars",
+        "FakeQuantWithMinMaxVarsPerChannel",
+        "FakeQuantWithMinMaxArgs",
+        "FakeQuantWithMinMaxArgsPerChannel",
+        "QuantizeAndDequantizeV2",
+        "QuantizeAndDequantizeV3",
+    }
+)
+
+_QUANTIZER_ATTRIBUTES = (
+    "input_quantizer",
+    "kernel_quantizer",
+    "depthwise_quantizer",
+    "pointwise_quantizer",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Auditing the Keras model
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerFinding:
+    """What LCE will do with one quantized Keras layer.
+
+    Attributes:
+        name: the Keras layer name.
+        kind: ``"binary_conv"`` (a QuantConv2D with 1-bit inputs and weights, which should
+            become an ``LceBconv2d``) or ``"unaccelerated"`` (any other quantized layer).
+        reason: why the layer will not be accelerated; empty when it should be.
+        signature: (kh, kw, in, out, stride_h, stride_w) for convs, else None.
+    """
+
+    name: str
+    kind: str
+    reason: str = ""
+    signature: tuple[int, ...] | None = None
+
+
+def _precision(quantizer) -> int | None:
+    """Bits of a larq quantizer (1 for sign-like ones); None if unquantized or unknown."""
+    if quantizer is None:
+        return None
+    return getattr(quantizer, "precision", None)
+
+
+def audit_binary_layers(model: tf.keras.Model, *, target: str = "arm") -> list[LayerFinding]:
+    """Classify every quantized layer of ``model`` by what LCE will make of it.
+
+    Rules (larq-compute-engine 0.16, checked by the tests of this module):
+
+    - a ``QuantConv2D`` with 1-bit input *and* kernel quantizers (kind ``"binary_conv"``)
+      becomes ``LceBconv2d``; on ``target="xcore"`` only without zero padding (a
+      ``"same"``/``pad_values=0`` one gets a reason and stays float: measured, not documented);
+    - binary ``QuantDense``, ``QuantDepthwiseConv2D`` and every other quantized layer type run
+      as float ops;
+    - a binary kernel with real-valued inputs, binary inputs with real-valued weights (the
+      step-1 network) and multi-bit quantizers run as float ops.
+
+    Arguments:
+        model: a Keras model built from larq layers.
+        target: ``"arm"`` or ``"xcore"``.
+
+    Returns:
+        One `LayerFinding` per layer with any 1-bit or multi-bit quantizer, in model order.
+    """
+    findings = []
+    for layer in _all_layers(model):
+        quantizers = {
+            attribute: getattr(layer, attribute)
+            for attribute in _QUANTIZER_ATTRIBUTES
+            if getattr(layer, attribute, None) is not None
+        }
+        precisions = {attribute: _precision(q) for attribute, q in quantizers.items()}
+        low_bit = {a: p for a, p in precisions.items() if p is not None and p < 32}
+        if not low_bit:
+            continue
+        multi_bit = {a: p for a, p in low_bit.items() if p > 1}
+        kind_name = type(layer).__name__
+        if multi_bit:
+            details = ", ".join(f"{a}={p}-bit" for a, p in multi_bit.items())
+            findings.append(
+                LayerFinding(
+                    layer.name,
+                    "unaccelerated",
+                    f"{kind_name} with a multi-bit quantizer ({details}): LCE accelerates "
+                    "1-bit layers only, this one runs in float",
+                )
+            )
+            continue
+        if type(layer) is not lq.layers.QuantConv2D:
+            what = {
+                "QuantDense": "binary Dense: LCE has no binary fully-connected kernel (it "
+                "becomes LceDequantize + float FULLY_CONNECTED); a 1x1 QuantConv2D is the "
+                "accelerated equivalent",
+                "QuantDepthwiseConv2D": "binary depthwise conv: LCE has no binary depthwise "
+                "kernel, it runs as a float DEPTHWISE_CONV_2D",
+            }.get(kind_name, f"{kind_name}: LCE accelerates only QuantConv2D, this runs in float")
+            findings.append(LayerFinding(layer.name, "unaccelerated", what))
+            continue
+        signature = (*layer.kernel.shape, *layer.strides)
+        input_bits = precisions.get("input_quantizer")
+        kernel_bits = precisions.get("kernel_quantizer")
+        if input_bits != 1:
+            findings.append(
+                LayerFinding(
+                    layer.name,
+                    "unaccelerated",
+                    "binary kernel but real-valued inputs (no 1-bit input_quantizer): runs "
+                    "as a float CONV_2D",
+                    signature,
+                )
+            )
+        elif kernel_bits != 1:
+            findings.append(
+                LayerFinding(
+                    layer.name,
+                    "unaccelerated",
+                    "binary inputs but real-valued weights (a step-1 model?): runs as "
+                    "LceDequantize + float CONV_2D",
+                    signature,
+                )
+            )
+        elif (
+            target == "xcore"
+            and layer.padding == "same"
+            and float(getattr(layer, "pad_values", 0.0)) == 0.0
+        ):
+            findings.append(
+                LayerFinding(
+                    layer.name,
+                    "binary_conv",
+                    "zero-padded ('same', pad_values=0) binary conv: LCE's xcore target "
+                    "supports one-padding only, this runs as a float CONV_2D",
+                    signature,
+                )
+            )
+        else:
+            findings.append(LayerFinding(layer.name, "binary_conv", "", signature))
+    return findings
+
+
+def _all_layers(model) -> Iterator:
+    for layer in model.layers:
+        if isinstance(layer, type(model)) or hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+def _float_conv_signatures(model) -> Counter:
+    """Convs of the Keras model that are float by design (no quantizer at all, e.g. a stem)."""
+    found: Counter = Counter()
+    for layer in _all_layers(model):
+        if type(layer).__name__ in ("Conv2D", "QuantConv2D") and isinstance(
+            layer, tf.keras.layers.Conv2D
+        ):
+            quantizers = [getattr(layer, a, None) for a in ("input_quantizer", "kernel_quantizer")]
+            if all(_precision(q) in (None, 32) for q in quantizers):
+                found[(*layer.kernel.shape, *layer.strides)] += 1
+    return found
+
+
+def check_dtype_policy(model: tf.keras.Model) -> None:
+    """Raise `ConversionError` unless every layer computes in float32 (LCE's requirement)."""
+    offending = []
+    for layer in _all_layers(model):
+        policy = getattr(layer, "dtype_policy", None)
+        name = getattr(policy, "name", "float32")
+        if name != "float32":
+            offending.append(f"{layer.name} ({name})")
+    if offending:
+        shown = ", ".join(offending[:5]) + (" ..." if len(offending) > 5 else "")
+        raise ConversionError(
+            f"unsupported dtype policy: {len(offending)} layer(s) do not compute in float32: "
+            f"{shown}. LCE converts float32 models only; rebuild the model under the "
+            "'float32' policy and copy the weights (model.get_weights/set_weights)."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Conversion
+
+
+@dataclasses.dataclass
+class ConversionResult:
+    """A converted model and the audit of the conversion.
+
+    Attributes:
+        flatbuffer: the ``.tflite`` bytes.
+        census: op name -> count in the main subgraph.
+        findings: `audit_binary_layers` of the Keras model.
+        missing_bconvs: Keras binary convs that did not become ``LceBconv2d``.
+        extra_float_convs: float ``CONV_2D`` ops beyond the model's float-by-design convs.
+        warnings: human-readable problems (the strict mode raises on any of them).
+        seconds: wall time of the converter call.
+        route: ``"keras"`` or ``"graphdef"``.
+        target: ``"arm"`` or ``"xcore"``.
+        io: `io_details` of the flatbuffer.
+    """
+
+    flatbuffer: bytes
+    census: Counter
+    findings: list[LayerFinding]
+    missing_bconvs: list[str]
+    extra_float_convs: int
+    warnings: list[str]
+    seconds: float
+    route: str
+    target: str
+    io: dict[str, list[dict[str, Any]]]
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self.flatbuffer)
+
+    @property
+    def binary_convs(self) -> list[str]:
+        return [f.name for f in self.findings if f.kind == "binary_conv"]
+
+    @property
+    def all_binary_convs_converted(self) -> bool:
+        return not self.missing_bconvs and self.census.get("LceBconv2d", 0) == len(
+            self.binary_convs
+        )
+
+    def summary(self) -> str:
+        """A multi-line human-readable report of the conversion."""
+        expected = len(self.binary_convs)
+        got = self.census.get("LceBconv2d", 0)
+        lines = [
+            f"target {self.target}, route {self.route}, {self.seconds:.1f} s",
+            f"file size: {self.size_bytes:,} bytes ({self.size_bytes / 1e6:.2f} MB)",
+            f"inputs: {_describe_io(self.io['inputs'])}; "
+            f"outputs: {_describe_io(self.io['outputs'])}",
+            "op census (ops and counts):",
+        ]
+        for name, count in sorted(self.census.items(), key=lambda item: (-item[1], item[0])):
+            lines.append(f"  {name:<24} {count}")
+        lines.append(
+            f"binary convs -> LceBconv2d: {got} of {expected}"
+            + (" (all converted)" if self.all_binary_convs_converted else " (NOT all converted)")
+        )
+        float_convs = self.census.get("CONV_2D", 0)
+        lines.append(
+            f"float CONV_2D: {float_convs} ({float_convs - self.extra_float_convs} float by "
+            f"design, e.g. the stem; {self.extra_float_convs} unexpected)"
+        )
+        for message in self.warnings:
+            lines.append(f"warning: {message}")
+        return "\n".join(lines)
+
+
+def _describe_io(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{e['dtype']}{e['shape']}" for e in entries)
+
+
+def _has_fake_quant(graph_def) -> bool:
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    return any(node.op in _FAKE_QUANT_OPS for node in nodes)
+
+
+def _convert_graphdef(
+    model: tf.keras.Model, *, target: str, int8_io: bool, default_int8_range
+) -> bytes:
+    specs = []
+    for tensor in model.inputs:
+        shape = tensor.shape.as_list()
+        if None in shape[1:]:
+            raise ConversionError(
+                f"input '{tensor.name}' has shape {shape}: TFLite needs every dimension but the "
+                "batch fixed; rebuild the model with a fixed input_shape"
+            )
+        # LCE fixes the batch to 1, as convert_keras_model does.
+        specs.append(tf.TensorSpec([1, *shape[1:]], tensor.dtype))
+
+    def inference(*inputs):
+        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+    try:
+        # AutoGraph rewrites every layer's Python source; larq models have no data-dependent
+        # Python control flow, and skipping it makes tracing several times faster.
+        concrete = tf.function(inference, autograph=False).get_concrete_function(*specs)
+    except Exception:  # noqa: BLE001 - a model that needs AutoGraph still converts
+        concrete = tf.function(inference).get_concrete_function(*specs)
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
+    graph_def = frozen.graph.as_graph_def()
+    inputs = [t for t in frozen.inputs if t.dtype != tf.resource]
+    should_quantize = default_int8_range is not None or _has_fake_quant(graph_def)
+    flatbuffer = convert_graphdef_to_tflite_flatbuffer(
+        graph_def.SerializeToString(),
+        [get_tensor_name(t) for t in inputs],
+        [DataType.Name(t.dtype.as_datatype_enum) for t in inputs],
+        [t.shape.as_list() for t in inputs],
+        [get_tensor_name(t) for t in frozen.outputs],
+        should_quantize,
+        target,
+        tuple(default_int8_range) if default_int8_range is not None else None,
+    )
+    if int8_io and should_quantize:
+        flatbuffer = modify_integer_quantized_model_io_type(
+            flatbuffer, inference_input_type=tf.int8, inference_output_type=tf.int8
+        )
+    return bytes(flatbuffer)
+
+
+def _convert_keras(
+    model: tf.keras.Model, *, target: str, int8_io: bool, default_int8_range
+) -> tuple[bytes, list[str]]:
+    io_type = tf.int8 if int8_io else tf.float32
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        flatbuffer = lce.convert_keras_model(
+            model,
+            inference_input_type=io_type,
+            inference_output_type=io_type,
+            target=target,
+            experimental_default_int8_range=(
+                tuple(default_int8_range) if default_int8_range is not None else None
+            ),
+        )
+    notes = []
+    for warning in caught:
+        text = str(warning.message)
+        if "falling back to graphdef" in text:
+            notes.append(
+                "LCE's SavedModel conversion failed and convert_keras_model fell back to its "
+                "graphdef route"
+            )
+    return bytes(flatbuffer), notes
+
+
+def convert_model(
+    model: tf.keras.Model,
+    *,
+    target: str = "arm",
+    int8_io: bool = False,
+    default_int8_range: Sequence[float] | None = None,
+    route: str = "keras",
+    strict: bool = False,
+    progress: bool = False,
+) -> ConversionResult:
+    """Convert a Larq Keras model with the Larq Compute Engine and audit the result.
+
+    Arguments:
+        model: the Keras model (float32 policy, fixed input size).
+        target: ``"arm"`` (Raspberry Pi, Android; the optimized kernels) or ``"xcore"``.
+        int8_io: int8 input and output tensors. Needs an int8-quantized model: either
+            fake-quant ops in the graph (quantization-aware training) or
+            ``default_int8_range``. LCE silently keeps float I/O otherwise; this raises.
+        default_int8_range: (min, max) assumed for every tensor without quantization
+            statistics: "dummy quantization", for latency experiments only; the model then
+            does not compute what the Keras model computes.
+        route: ``"keras"`` (`larq_compute_engine.convert_keras_model`) or ``"graphdef"``
+            (one trace, frozen, LCE's GraphDef converter; same ops, much faster here).
+        strict: raise `ConversionError` if any binary layer is not accelerated.
+        progress: print progress to stderr while the converter runs.
+
+    Returns:
+        A `ConversionResult`.
+
+    Raises:
+        ConversionError: no binary layers, a non-float32 dtype policy, int8 I/O impossible,
+            or (with ``strict``) a binary layer LCE does not accelerate.
+
+    References:
+        - Bannink et al., "Larq Compute Engine: Design, Benchmark, and Deploy State-of-the-Art
+          Binarized Neural Networks", MLSys 2021, arXiv 2011.09398.
+    """
+    if target not in TARGETS:
+        raise ConversionError(f"target must be one of {TARGETS}, got {target!r}")
+    if route not in CONVERSION_ROUTES:
+        raise ConversionError(f"route must be one of {CONVERSION_ROUTES}, got {route!r}")
+    if default_int8_range is not None:
+        low, high = (float(v) for v in default_int8_range)
+        if not low < 0 < high:
+            raise ConversionError(
+                f"default_int8_range must be (min, max) with min < 0 < max, got {(low, high)}"
+            )
+        default_int8_range = (low, high)
+    check_dtype_policy(model)
+    findings = audit_binary_layers(model, target=target)
+    if not any(
+        _precision(getattr(layer, attribute, None)) == 1
+        for layer in _all_layers(model)
+        for attribute in _QUANTIZER_ATTRIBUTES
+    ):
+        raise ConversionError(
+            f"model '{model.name}' has no binary layers (no larq quantizer of 1 bit): LCE would "
+            "produce an ordinary float TFLite model. Convert float models with "
+            "tf.lite.TFLiteConverter, or pass the binary (step-1/step-2) model."
+        )
+    start = time.monotonic()
+    notes: list[str] = []
+    with (
+        heartbeat(f"converting '{model.name}' with LCE ({route} route)", enabled=progress),
+        quiet_native_stderr(),  # the MLIR converter's absl lines
+    ):
+        if route == "keras":
+            flatbuffer, notes = _convert_keras(
+                model, target=target, int8_io=int8_io, default_int8_range=default_int8_range
+            )
+        else:
+            flatbuffer = _convert_graphdef(
+                model, target=target, int8_io=int8_io, default_int8_range=default_int8_range
+            )
+    seconds = time.monotonic() - start
+    census = op_census(flatbuffer)
+    io = io_details(flatbuffer)
+    if int8_io and not all(e["dtype"] == "int8" for e in io["inputs"] + io["outputs"]):
+        raise ConversionError(
+            "int8 input/output requested, but the model is not int8-quantized (no fake-quant "
+            "ops from quantization-aware training), so LCE kept float32 I/O. Pass a default "
+            "int8 range (--default-int8-range MIN,MAX; latency tests only) or train with "
+            "fake quantization."
+        )
+
+    messages = list(notes)
+    for finding in findings:
+        if finding.kind == "unaccelerated":
+            messages.append(f"layer '{finding.name}' will not be accelerated: {finding.reason}")
+    missing = _missing_bconvs(findings, _conv_signatures(flatbuffer)["LceBconv2d"])
+    reasons = {f.name: f.reason for f in findings if f.kind == "binary_conv" and f.reason}
+    unexplained = [name for name in missing if name not in reasons]
+    by_reason: dict[str, list[str]] = {}
+    for name in missing:
+        if name in reasons:
+            by_reason.setdefault(reasons[name], []).append(name)
+    for reason, names in by_reason.items():
+        quoted = ", ".join(f"'{name}'" for name in names)
+        messages.append(
+            f"{len(names)} binary conv(s) did not become LceBconv2d: {reason}: {quoted}"
+        )
+    if unexplained:
+        messages.append(
+            f"{len(unexplained)} binary conv(s) did not become LceBconv2d: "
+            + ", ".join(unexplained)
+            + " (LCE needs the sign directly before the conv: no pad, reshape or other op "
+            "between them)"
+        )
+    float_by_design = sum(_float_conv_signatures(model).values())
+    extra_float = max(0, census.get("CONV_2D", 0) - float_by_design)
+    if default_int8_range is not None:
+        messages.append(
+            f"dummy int8 quantization with range {default_int8_range}: for latency tests only, "
+            "outputs will differ from the Keras model"
+        )
+    result = ConversionResult(
+        flatbuffer=flatbuffer,
+        census=census,
+        findings=findings,
+        missing_bconvs=missing,
+        extra_float_convs=extra_float,
+        warnings=messages,
+        seconds=seconds,
+        route=route,
+        target=target,
+        io=io,
+    )
+    unaccelerated = [f for f in findings if f.kind == "unaccelerated"] or missing
+    if strict and unaccelerated:
+        raise ConversionError(
+            "strict mode: binary layers that LCE does not accelerate:\n  "
+            + "\n  ".join(m for m in messages if "accelerated" in m or "LceBconv2d" in m)
+        )
+    return result
+
+
+def _missing_bconvs(findings: list[LayerFinding], converted: Counter) -> list[str]:
+    """Binary convs without a matching LceBconv2d, matched by (kernel, channels, strides).
+
+    When k of n same-shaped convs are missing, the k cannot be told apart by shape: the
+    message then names the whole group.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for finding in findings:
+        if finding.kind == "binary_conv":
+            groups.setdefault(finding.signature, []).append(finding.name)
+    missing = []
+    for signature, names in groups.items():
+        shortfall = len(names) - converted.get(signature, 0)
+        if shortfall <= 0:
+            continue
+        if shortfall == len(names):
+            missing.extend(names)
+        else:
+            missing.append(f"{shortfall} of [{', '.join(names)}]")
+    return missing
+
+
+def load_keras_model(path: str | os.PathLike) -> tf.keras.Model:
+    """Load a Keras model file with `adambnn_larq.saving.load_model` (no code from the file).
+
+    Raises:
+        ConversionError: missing file, not a Keras model, weights only, Lambda layers.
+    """
+    # Importing the models module also silences larq's advice to clip binary latent weights,
+    # which the reference deliberately does not (one log line per binary conv otherwise).
+
+    try:
+        return load_model(path)
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        # Keras raises all of these for files that are models of something else.
+        raise ConversionError(f"cannot load Keras model {path}: {error}") from error
+
+
+def _check_writable(path: Path) -> None:
+    """Fail before a minute-long conversion if ``path`` cannot be written."""
+    try:
+        check_writable_file(path, what="output", suffixes=(".tflite",))
+    except OutputError as error:
+        raise ConversionError(str(error)) from error
+
+
+def convert_file(
+    model_path: str | os.PathLike,
+    output_path: str | os.PathLike,
+    *,
+    progress: bool = False,
+    **options: Any,
+) -> ConversionResult:
+    """`convert_model` from a model file to a ``.tflite`` file, as ``adambnn convert`` does.
+
+    The output is checked for writability before the (long) conversion and written
+    atomically: after an error there is no output file, complete or partial.
+
+    Arguments:
+        model_path: a ``.h5``/``.keras`` file saved by this project (or any larq model).
+        output_path: the destination, ending in ``.tflite``.
+        progress: print progress to stderr.
+        **options: `convert_model` keyword arguments (target, int8_io, route, strict, ...).
+
+    Returns:
+        The `ConversionResult`.
+
+    Raises:
+        ConversionError: any problem with the input, the output or the conversion.
+    """
+    output = Path(output_path)
+    _check_writable(output)
+    if progress:
+        print(f"loading {model_path}", file=sys.stderr, flush=True)
+    model = load_keras_model(model_path)
+    result = convert_model(model, progress=progress, **options)
+    try:
+        atomic_write_bytes(output, result.flatbuffer)
+    except OSError as error:
+        raise ConversionError(f"cannot write output {output}: {error}") from error
+    return result

@@ -1,0 +1,285 @@
+"""Verify a conversion: run the LCE interpreter and Keras on the same inputs and compare them."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+from larq_compute_engine import testing
+
+from adambnn_larq import data
+from adambnn_larq.config import DEFAULT_ATOL, DEFAULT_RTOL, INTERPRETER_KERNELS
+from adambnn_larq.deploy.flatbuffer import io_details
+from adambnn_larq.logs import quiet_native_stderr
+
+# --------------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclasses.dataclass
+class VerificationResult:
+    """Interpreter vs Keras on the same inputs.
+
+    The tolerance is LCE's own end-to-end criterion, elementwise
+    ``|tflite - keras| <= atol + rtol * |keras|``, on at least ``min_within`` of the samples
+    (default all), plus a required top-1 agreement.
+
+    Attributes:
+        samples: number of inputs compared.
+        max_abs_diff: largest absolute difference of any output element.
+        mean_abs_diff: mean absolute difference.
+        worst_excess: largest ``|diff| - (atol + rtol |keras|)``; <= 0 within tolerance.
+        top1_agreement: share of samples whose arg-max output agrees.
+        atol / rtol: the elementwise tolerance.
+        min_agreement: the tolerance on ``top1_agreement``.
+        within_share: share of samples whose every output is within the elementwise tolerance.
+        min_within: the tolerance on ``within_share``.
+        source: where the inputs come from.
+        per_sample_max_abs_diff: max absolute difference of each sample.
+        kernel: the LCE binary-conv kernel the interpreter used.
+        keras_accuracy / tflite_accuracy: top-1 against labels (datasets only).
+    """
+
+    samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    worst_excess: float
+    top1_agreement: float
+    atol: float
+    rtol: float
+    min_agreement: float
+    source: str
+    per_sample_max_abs_diff: list[float]
+    kernel: str = "default"
+    keras_accuracy: float | None = None
+    tflite_accuracy: float | None = None
+    within_share: float = 1.0
+    min_within: float = 1.0
+
+    @property
+    def passed(self) -> bool:
+        return self.within_share >= self.min_within and self.top1_agreement >= self.min_agreement
+
+    def summary(self) -> str:
+        """The human-readable report, ending in PASS or FAIL."""
+        lines = [
+            f"inputs: {self.samples} ({self.source}); LCE kernel: {self.kernel}",
+            f"max |keras - tflite|: {self.max_abs_diff:.3g} (mean {self.mean_abs_diff:.3g})",
+            f"top-1 agreement: {self.top1_agreement:.2%}",
+        ]
+        if self.keras_accuracy is not None:
+            lines.append(
+                f"top-1 accuracy vs labels: keras {self.keras_accuracy:.2%}, "
+                f"tflite {self.tflite_accuracy:.2%}"
+            )
+        within = round(self.within_share * self.samples)
+        lines.append(f"samples within tolerance: {within}/{self.samples}")
+        lines.append(
+            f"tolerance: |diff| <= {self.atol:g} + {self.rtol:g} * |keras| elementwise on "
+            f">= {self.min_within:.0%} of the samples and top-1 agreement >= "
+            f"{self.min_agreement:.0%}: {'PASS' if self.passed else 'FAIL'}"
+        )
+        if not self.passed and self.top1_agreement > 0:
+            lines.append(
+                "hint: in an untrained model (BatchNorm statistics at their initial values) one "
+                "activation within rounding of zero that takes the other sign grows through "
+                "the unnormalized blocks; verify a trained model, or compare with a "
+                "--target xcore conversion (float convs on the same binary inputs) to tell "
+                "this apart from a conversion error"
+            )
+        return "\n".join(lines)
+
+
+def run_interpreter(
+    flatbuffer: bytes,
+    inputs: np.ndarray,
+    *,
+    kernel: str = "default",
+    num_threads: int = 1,
+    use_xnnpack: bool = False,
+) -> np.ndarray:
+    """Run the LCE interpreter one sample at a time; int8 I/O is (de)quantized here.
+
+    Arguments:
+        flatbuffer: the converted model.
+        inputs: float32 batch (N, ...) in the Keras model's input layout.
+        kernel: LCE's binary-conv kernel: ``"default"``, ``"indirect_bgemm"`` or
+            ``"reference"`` (the plain reference implementation).
+        num_threads: interpreter threads.
+        use_xnnpack: TFLite's XNNPACK delegate for the float ops.
+
+    Returns:
+        float32 outputs (N, ...).
+    """
+    if kernel not in INTERPRETER_KERNELS:
+        raise ValueError(f"kernel must be one of {INTERPRETER_KERNELS}, got {kernel!r}")
+    with quiet_native_stderr():  # TFLite's "INFO: Created ... delegate" lines
+        interpreter = testing.Interpreter(
+            flatbuffer,
+            num_threads=num_threads,
+            use_reference_bconv=kernel == "reference",
+            use_indirect_bgemm=kernel == "indirect_bgemm",
+            use_xnnpack=use_xnnpack,
+        )
+    x = np.asarray(inputs, np.float32)
+    if interpreter.input_types[0] == np.int8:
+        scale, zero_point = interpreter.input_scales[0], interpreter.input_zero_points[0]
+        x = np.clip(np.round(x / scale) + zero_point, -128, 127).astype(np.int8)
+    outputs = interpreter.predict(x)
+    if interpreter.output_types[0] == np.int8:
+        scale, zero_point = interpreter.output_scales[0], interpreter.output_zero_points[0]
+        outputs = (outputs.astype(np.float32) - zero_point) * scale
+    return np.asarray(outputs, np.float32)
+
+
+def output_tolerance(flatbuffer: bytes, atol: float = DEFAULT_ATOL) -> float:
+    """``atol`` for float outputs; plus one quantization step for int8 outputs."""
+    outputs = io_details(flatbuffer)["outputs"]
+    if outputs[0]["dtype"] == "int8":
+        return atol + outputs[0]["scale"]
+    return atol
+
+
+def verify_conversion(
+    model: tf.keras.Model,
+    flatbuffer: bytes,
+    inputs: np.ndarray,
+    *,
+    labels: np.ndarray | None = None,
+    atol: float | None = None,
+    rtol: float = DEFAULT_RTOL,
+    min_agreement: float = 1.0,
+    min_within: float = 1.0,
+    source: str = "random",
+    kernel: str = "default",
+) -> VerificationResult:
+    """Compare the LCE interpreter with Keras on ``inputs``.
+
+    Large binary networks amplify float rounding: a pre-activation within rounding of zero
+    can take a different sign in Keras and in LCE (whose fused BatchNorm rounds differently),
+    and one flipped bit moves the outputs by an amount that grows with their scale; Keras
+    itself moves the same way under a tiny change of its input. Hence the relative term of
+    the tolerance, as in LCE's own end-to-end tests (see docs/deployment.md for measurements).
+
+    Arguments:
+        model: the Keras model.
+        flatbuffer: its conversion.
+        inputs: float32 batch in the model's input layout.
+        labels: optional integer labels (reports both accuracies).
+        atol: absolute tolerance; default `output_tolerance` (1e-3, plus one quantization
+            step for int8 outputs).
+        rtol: relative tolerance.
+        min_agreement: required share of samples with the same arg-max.
+        min_within: required share of samples with every output within the elementwise
+            tolerance (default 1: all). Over many real images a trained binary network meets
+            a pre-activation within rounding of zero now and then; below 1 such samples are
+            counted instead of failing the check.
+        source: where the inputs come from (for the report).
+        kernel: LCE binary-conv kernel of the interpreter (see `run_interpreter`).
+
+    Returns:
+        A `VerificationResult`.
+    """
+    expected_shape = tuple(model.input_shape[1:])
+    if tuple(inputs.shape[1:]) != expected_shape:
+        raise ValueError(
+            f"inputs have shape {tuple(inputs.shape[1:])}, the model expects {expected_shape}"
+        )
+    keras_outputs = keras_predict(model, inputs)
+    tflite_outputs = run_interpreter(flatbuffer, inputs, kernel=kernel)
+    if tflite_outputs.shape != keras_outputs.shape:
+        raise ValueError(
+            f"the TFLite model outputs {tflite_outputs.shape[1:]}, the Keras model "
+            f"{keras_outputs.shape[1:]}: the two files are not the same model"
+        )
+    atol = output_tolerance(flatbuffer) if atol is None else float(atol)
+    diff = np.abs(keras_outputs - tflite_outputs)
+    excess = diff - (atol + rtol * np.abs(keras_outputs))
+    flat_keras = keras_outputs.reshape(len(inputs), -1)
+    flat_tflite = tflite_outputs.reshape(len(inputs), -1)
+    keras_top1, tflite_top1 = flat_keras.argmax(axis=1), flat_tflite.argmax(axis=1)
+    result = VerificationResult(
+        samples=len(inputs),
+        max_abs_diff=float(diff.max()),
+        mean_abs_diff=float(diff.mean()),
+        worst_excess=float(excess.max()),
+        top1_agreement=float(np.mean(keras_top1 == tflite_top1)),
+        atol=atol,
+        rtol=float(rtol),
+        min_agreement=float(min_agreement),
+        within_share=float(np.mean(excess.reshape(len(inputs), -1).max(axis=1) <= 0.0)),
+        min_within=float(min_within),
+        source=source,
+        per_sample_max_abs_diff=[float(d) for d in diff.reshape(len(inputs), -1).max(axis=1)],
+        kernel=kernel,
+    )
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        result.keras_accuracy = float(np.mean(keras_top1 == labels))
+        result.tflite_accuracy = float(np.mean(tflite_top1 == labels))
+    return result
+
+
+def keras_predict(model: tf.keras.Model, inputs: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Inference-mode outputs of ``model``, computed eagerly batch by batch.
+
+    ``model.predict`` first traces the whole network with AutoGraph, which costs a minute or
+    more for ReActNet on this stack; eager calls compute the same thing without that.
+    """
+    outputs = [
+        np.asarray(model(inputs[start : start + batch_size], training=False), np.float32)
+        for start in range(0, len(inputs), batch_size)
+    ]
+    return np.concatenate(outputs)
+
+
+def random_inputs(shape: Sequence[int], samples: int, seed: int = 0) -> np.ndarray:
+    """Uniform [-1, 1) float32 inputs, as in LCE's own end-to-end tests."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1.0, 1.0, size=(samples, *shape)).astype(np.float32)
+
+
+def dataset_inputs(
+    name: str,
+    samples: int,
+    *,
+    split: str | None = None,
+    data_dir: str | None = None,
+    channels: int | None = None,
+    image_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The first ``samples`` evaluation images and labels of a dataset of `adambnn_larq.data`.
+
+    Arguments:
+        name: a dataset name of `adambnn_larq.data` (mnist, fashion_mnist, cifar10, ...).
+        samples: how many images.
+        split: default: the dataset's evaluation split.
+        data_dir: see `adambnn_larq.data.make_dataset`.
+        channels / image_size: match the model's input (e.g. 3 channels for MNIST).
+
+    Returns:
+        (images, labels, split): float32 NHWC normalized images, int labels, the split used.
+    """
+    if split is None:
+        split = data.dataset_info(name, data_dir=data_dir).eval_split
+    options = {"channels": channels}
+    if image_size is not None:
+        options["image_size"] = image_size
+    dataset = data.make_dataset(
+        name,
+        split,
+        batch_size=min(samples, 64),
+        training=False,
+        data_dir=data_dir,
+        limit=samples,
+        **options,
+    )
+    images, labels = [], []
+    for batch_images, batch_labels in dataset:
+        images.append(batch_images.numpy())
+        labels.append(batch_labels.numpy())
+    if not images:
+        raise ValueError(f"dataset {name!r} split {split!r} gave no examples")
+    return np.concatenate(images)[:samples], np.concatenate(labels)[:samples], split
