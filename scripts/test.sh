@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install what is needed (scripts/install.sh), then lint and run the whole test suite in the
-# project's .venv (about 20 minutes on 2 cores).
+# Install what is needed (scripts/install.sh), then lint (ruff, the import contracts) and run
+# the whole test suite in the project's .venv (about 20 minutes on 2 cores).
 # Two test processes (PYTEST_WORKERS): most of a test's time is single-threaded Python (graph
 # tracing, model building, process start-up), so two of them keep two cores busy. A file
 # stays on one worker (--dist loadfile): module fixtures are built once.
@@ -12,4 +12,6 @@ VENV=$(cd "${ADAMBNN_VENV:-.venv}" && pwd)
 # name: the venv comes first on PATH.
 export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV"
 ruff check .
+# The package's layering (pyproject.toml, [tool.importlinter]): fails on an upward import.
+lint-imports
 python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
