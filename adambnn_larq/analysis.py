@@ -2,7 +2,7 @@
 
 Everything here works on NumPy arrays (or reads a Keras model/optimizer) and has no side
 effects; `adambnn_larq.callbacks` computes the same quantities on device during training and
-`adambnn_larq.reports` reads what the callbacks wrote. Definitions follow ../shared/SPEC.md §1
+`adambnn_larq.reports` reads what the callbacks wrote. Definitions follow docs/method.md §4
 and docs/analysis.md:
 
 - sign convention: \\(\\operatorname{sign}(0) = +1\\), as in larq and LCE;
@@ -15,7 +15,7 @@ and docs/analysis.md:
 
 References:
     - Liu et al., "How Do Adam and Training Strategies Help BNNs Optimization", ICML 2021,
-      arXiv 2106.11309 (the FF and C2I definitions, Table 1); SPEC.md §1.
+      arXiv 2106.11309 (the FF and C2I definitions, Table 1); docs/method.md §4.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def ff_ratio(
         ``(global_ratio, per_layer_ratios)``.
 
     References:
-        - Liu et al., ICML 2021 (the FF ratio); SPEC.md §1.4.
+        - Liu et al., ICML 2021 (the FF ratio); docs/method.md §4.4.
     """
     counts = flip_counts(previous, current)
     sizes = np.array([np.size(a) for a in previous], dtype=np.float64)
@@ -228,7 +228,7 @@ def c2i_ratio(
     """The C2I ratio: share of latent weights whose sign equals their initial sign.
 
     \\(\\mathrm{C2I} = 1 - \\#\\{\\operatorname{sign}(w) \\ne \\operatorname{sign}(w_0)\\} / N\\)
-    (SPEC.md §1.5: the paper's extra factor 1/2 contradicts its own Table 1).
+    (docs/method.md §4.5: the paper's extra factor 1/2 contradicts its own Table 1).
 
     Arguments:
         initial: per layer, initial weights or boolean signs.
@@ -390,7 +390,7 @@ def match_signs(
 
 
 # --------------------------------------------------------------------------------------
-# The two-dimensional toy (SPEC.md §1.9)
+# The two-dimensional toy (docs/method.md §4.9)
 # --------------------------------------------------------------------------------------
 
 #: Read-out weight of the second binary node in the toy.

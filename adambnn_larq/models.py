@@ -95,7 +95,7 @@ def reactnet_block(
     binary_activations: bool = True,
     kernel_initializer=None,
 ) -> tf.Tensor:
-    """One ReActNet-A block from C = ``x.shape[-1]`` to P in {C, 2C} channels (SPEC §2).
+    """One ReActNet-A block from C = ``x.shape[-1]`` to P in {C, 2C} channels (docs/method.md §2).
 
     ``sign(x + b11) -> bconv3x3 (stride) -> BN -> + shortcut (AvgPool2x2 at stride 2) ->
     RPReLU -> sign(y + b21) -> bconv1x1 (one, or two concatenated when P = 2C) -> BN -> + y ->

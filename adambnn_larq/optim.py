@@ -213,7 +213,7 @@ def latent_variable(variable: tf.Variable) -> tf.Variable:
 
 
 def decayed_variables(model: tf.keras.Model) -> list[tf.Variable]:
-    """The variables the official recipe decays (SPEC §3), in layer order.
+    """The variables the official recipe decays (docs/method.md §3), in layer order.
 
     PyTorch's recipe decays every 4-D tensor and everything named ``conv``: the stem kernel, all
     binary conv kernels and all RSign/RPReLU shifts (shape (1, C, 1, 1) in PyTorch). Not

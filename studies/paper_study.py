@@ -31,7 +31,7 @@ How the comparison is made fair:
   Run names keep the paper's values (``adam-1step-wd5e-06`` trains with 5e-4).
 
 ``PAPER`` holds the paper's numbers for binary ResNet-18 on ImageNet (Table 1 and the
-four-run comparison; SPEC.md §1): a different network, dataset and budget, so they are shown
+four-run comparison; docs/method.md §6): a different network, dataset and budget, so they are shown
 for the direction of each effect, not for the values.
 """
 

@@ -1,4 +1,4 @@
-"""Independent NumPy implementation of a ReActNet-A block, written from SPEC §2.
+"""Independent NumPy implementation of a ReActNet-A block, written from docs/method.md §2.
 
 It uses PyTorch's conventions (no image rotation, symmetric zero padding of 1 for 3x3 convs,
 sign(0) = +1 as in larq) and float64, so it shares no code path with the Keras model.

@@ -4,7 +4,7 @@ Every model gets a short fit first (BatchNorm momentum 0 during it, so the movin
 are those of real activations), is converted with the real LCE converter, and run in the real
 LCE interpreter against Keras: within LCE's criterion |diff| <= 1e-3 + 1e-3 |keras|, the
 same top-1, and the op census asserted exactly. The expected census is derived from the
-architecture (SPEC.md section 2), not read from a converted file.
+architecture (docs/method.md §2), not read from a converted file.
 
 The "keras" route (lce.convert_keras_model, via a SavedModel export) takes 40 s for a single
 block on this stack, so it runs on the reduction block only, compared with the graphdef route.
@@ -293,7 +293,8 @@ def test_full_reactnet_a():
     assert result.census["LceBconv2d"] == 31 and result.census["CONV_2D"] == 1
     assert result.all_binary_convs_converted and result.extra_float_convs == 0
     assert result.warnings == []
-    # Size from the parameter counts of SPEC.md: 1 bit per binary weight, 4 bytes per float.
+    # Size from the parameter counts of docs/method.md §2: 1 bit per binary weight, 4 bytes per
+    # float.
     binary_bits = 28_253_184
     floats = 1_025_000 + 864 + 31_744 + 10_912 + 21_888
     estimate = binary_bits / 8 + 4 * floats

@@ -8,7 +8,7 @@ import reference
 from adambnn_larq.layers import Rotate180
 from adambnn_larq.models import REACTNET_A_CHANNELS, reactnet_block
 
-# SPEC §2: binary conv weights per block and the parameter groups of ReActNet-A.
+# docs/method.md §2: binary conv weights per block and the parameter groups of ReActNet-A.
 BINARY_WEIGHTS_PER_BLOCK = [
     11_264, 45_056, 163_840, 180_224, 655_360, 720_896,
     *[2_621_440] * 5, 2_883_584, 10_485_760,

@@ -47,8 +47,8 @@ def _randomize_reactnet(model: ref.ReActNetAReference, weights: str, g: torch.Ge
             elif ".binary_" in name:
                 p.normal_(0.0, 0.05, generator=g)
                 # float32 normal_ returns an exact 0 about once per 10^7 draws; sign(0) is 0 in
-                # PyTorch and +1 in larq/LCE (SPEC §2), a measure-zero case kept out of here
-                # (the importer warns about it, see test_auto_step_rules_and_notes).
+                # PyTorch and +1 in larq/LCE (docs/method.md §2), a measure-zero case kept out of
+                # here (the importer warns about it, see test_auto_step_rules_and_notes).
                 p[p == 0] = 0.01
                 if weights == "latent":  # a few latent weights beyond the clip range
                     big = torch.rand(p.shape, generator=g) < 2e-3

@@ -1,9 +1,10 @@
 """Independent PyTorch networks for checking the checkpoint importers.
 
-`ReActNetAReference` is ReActNet-A written from SPEC §2 with the official module names, so its
-``state_dict()`` has exactly the keys of an AdamBNN checkpoint (SPEC §4). `ResNet34Reference`
-follows torchvision's ResNet-34 layout and key names (torchvision itself is not installed).
-Both run in float32 or float64 (``.double()``) and share no code with the Keras models.
+`ReActNetAReference` is ReActNet-A written from docs/method.md §2 with the official module names,
+so its ``state_dict()`` has exactly the keys of an AdamBNN checkpoint (docs/method.md §5).
+`ResNet34Reference` follows torchvision's ResNet-34 layout and key names (torchvision itself is
+not installed). Both run in float32 or float64 (``.double()``) and share no code with the Keras
+models.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class Stem(nn.Module):
 
 
 class Block(nn.Module):
-    """One ReActNet-A block C -> P (SPEC §2), official attribute names."""
+    """One ReActNet-A block C -> P (docs/method.md §2), official attribute names."""
 
     def __init__(self, channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
@@ -123,7 +124,8 @@ class Block(nn.Module):
 
 
 class ReActNetAReference(nn.Module):
-    """ReActNet-A (SPEC §2); ``state_dict()`` has the 298 official keys (without 'module.')."""
+    """ReActNet-A (docs/method.md §2); ``state_dict()`` has the 298 official keys (without
+    'module.')."""
 
     def __init__(self, num_classes: int = 1000) -> None:
         super().__init__()
