@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import larq as lq
 import tensorflow as tf
 
-from adambnn_larq.config import LR_SCHEDULES
+from adambnn_larq.config import LR_SCHEDULES, OPTIMIZERS
 from adambnn_larq.layers import RPReLU, RSign
 
 _PACKAGE = "adambnn_larq"
@@ -174,7 +174,7 @@ def make_optimizer(
 ) -> tf.keras.optimizers.Optimizer:
     """Adam (the paper) or SGD with momentum (the baseline), without built-in weight decay.
 
-    Weight decay is applied by `adambnn_larq.training.BNNTrainer` on exactly the variables of
+    Weight decay is applied by `adambnn_larq.trainer.BNNTrainer` on exactly the variables of
     `decayed_variables`, coupled (L2 in the gradient, PyTorch ``weight_decay``) or decoupled
     (AdamW-style); Keras' own ``weight_decay`` argument would decay every variable.
 
@@ -189,7 +189,7 @@ def make_optimizer(
         )
     if name == "sgd":
         return tf.keras.optimizers.legacy.SGD(learning_rate, momentum=momentum)
-    raise ValueError(f"unknown optimizer {name!r}; choose 'adam' or 'sgd'")
+    raise ValueError(f"unknown optimizer {name!r}; choose {' or '.join(map(repr, OPTIMIZERS))}")
 
 
 def create_optimizer_variables(

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+from adambnn_larq.config import WEIGHT_DECAY_MODES
 from adambnn_larq.models import binary_conv_layers
 from adambnn_larq.optim import decayed_variables, latent_variable
-
-WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 
 
 def distillation_loss(teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:

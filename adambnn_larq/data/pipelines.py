@@ -336,6 +336,7 @@ def _imagenet_source(
     pipeline_id: int,
 ) -> tf.data.Dataset:
     """Encoded (JPEG bytes, int32 label) straight from the prepared TFRecord shards."""
+    # Lazy: optional (the `data` extra), and seconds to import; see adambnn_larq.data.tfds.
     import tensorflow_datasets as tfds
 
     if split not in builder.info.splits:
