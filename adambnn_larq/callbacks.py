@@ -3,8 +3,9 @@
 `paper_callbacks` returns all of them with the defaults the training commands use. Each
 callback finds the BNN as ``getattr(self.model, "student", self.model)`` (so it works on a
 distillation trainer and on a plain Keras model), writes under ``log_dir/analysis/`` and
-TensorBoard summaries under ``log_dir/tensorboard/analysis``. docs/analysis.md describes every
-file. Conventions:
+TensorBoard summaries under ``log_dir/tensorboard/analysis``. The quantities are computed by
+`adambnn_larq.analysis`; the files are named, written and resumed by `adambnn_larq.rundir`
+(`StepCsv`, `EpochLog`). docs/analysis.md describes every file. Conventions:
 
 - ``iteration`` is the optimizer's step count after the update (1 for the first step); rows of
   per-step files carry it, and TensorBoard's per-step tags use it as step.
