@@ -24,7 +24,7 @@ from adambnn_larq.errors import ConfigError
 # Every choice a run is made of, once: `TrainConfig` validates its fields against these, the
 # command line offers them as ``choices``, and the messages list them (`choices`).
 Dataset = Literal["mnist", "fashion_mnist", "cifar10", "imagenet2012", "image_folder"]
-ModelName = Literal["reactnet_a", "reactnet_small"]
+ModelName = Literal["reactnet_small", "reactnet_a"]
 Schedule = Literal["two-step", "one-step", "two-step-weights-first"]
 Optimizer = Literal["adam", "sgd"]
 #: "linear": the official per-epoch schedule (lr constant within an epoch, the last epoch at 0);

@@ -11,7 +11,7 @@ from adambnn_larq.config import MODELS, STRATEGIES
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments that choose a ReActNet variant (shared by several commands)."""
-    parser.add_argument("--variant", choices=MODELS, default="reactnet_a")
+    parser.add_argument("--variant", choices=sorted(MODELS), default="reactnet_a")
     parser.add_argument(
         "--step",
         type=int,
