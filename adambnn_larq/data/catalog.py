@@ -6,7 +6,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-_FIXED_SPLITS = {
+FIXED_SPLITS = {
     "mnist": {"train": 60_000, "test": 10_000},
     "fashion_mnist": {"train": 60_000, "test": 10_000},
     "cifar10": {"train": 50_000, "test": 10_000},
@@ -15,7 +15,7 @@ _FIXED_SPLITS = {
 }
 
 
-_EVAL_SPLIT_NAMES = ("val", "validation", "test")
+EVAL_SPLIT_NAMES = ("val", "validation", "test")
 
 
 @dataclasses.dataclass(frozen=True)

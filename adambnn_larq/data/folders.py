@@ -43,7 +43,7 @@ def _folder_splits(root: Path) -> dict[str, dict[str, list[Path]]]:
     return splits
 
 
-def _folder_index(root: str) -> tuple[tuple[str, ...], dict[str, tuple[list[str], np.ndarray]]]:
+def folder_index(root: str) -> tuple[tuple[str, ...], dict[str, tuple[list[str], np.ndarray]]]:
     """(class names, split -> (files, labels)); rescanned when a directory changes."""
     stamp: list[tuple[str, int]] = []
     if os.path.isdir(root):
@@ -77,5 +77,6 @@ def _folder_index_cached(
 
 
 @functools.lru_cache(maxsize=2)
-def _read_files_cached(files: tuple[str, ...]) -> np.ndarray:
+def read_image_files(files: tuple[str, ...]) -> np.ndarray:
+    """The encoded bytes of ``files`` (cached: an epoch reads every file again)."""
     return np.array([Path(f).read_bytes() for f in files], dtype=object)

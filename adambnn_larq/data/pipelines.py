@@ -20,23 +20,23 @@ import tensorflow as tf
 from adambnn_larq.config import DATASET_NAMES
 from adambnn_larq.data import idx
 from adambnn_larq.data.catalog import (
-    _EVAL_SPLIT_NAMES,
-    _FIXED_SPLITS,
+    EVAL_SPLIT_NAMES,
+    FIXED_SPLITS,
     DatasetInfo,
     check_choice,
     split_slice,
 )
-from adambnn_larq.data.folders import _folder_index, _read_files_cached
-from adambnn_larq.data.idx import _IDX_STEMS
+from adambnn_larq.data.folders import folder_index, read_image_files
+from adambnn_larq.data.idx import IDX_STEMS
 from adambnn_larq.data.preprocessing import (
-    _NORMALIZATION,
-    _SMALL_AUGMENTATION,
-    _normalize,
+    NORMALIZATION,
+    SMALL_AUGMENTATION,
     imagenet_eval_preprocess,
     imagenet_train_preprocess,
+    normalize,
     pad_crop_flip,
 )
-from adambnn_larq.data.tfds import _is_prepared, _load_tfds_arrays, _prepare_builder, _tfds_builder
+from adambnn_larq.data.tfds import is_prepared, load_tfds_arrays, prepare_builder, tfds_builder
 
 
 def dataset_info(
@@ -64,20 +64,20 @@ def dataset_info(
         channels = channels or 1
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3 for {name}, got {channels}.")
-        return DatasetInfo(name, 10, (28, 28, channels), dict(_FIXED_SPLITS[name]), "train", "test")
+        return DatasetInfo(name, 10, (28, 28, channels), dict(FIXED_SPLITS[name]), "train", "test")
     if channels not in (None, 3):
         raise ValueError(f"{name} has 3 channels; channels={channels} is not supported.")
     size = image_size or 224
     if name == "image_folder":
         if data_dir is None:
             raise ValueError("image_folder needs data_dir: the root of root/<split>/<class>/*.jpg.")
-        class_names, index = _folder_index(os.fspath(Path(data_dir).resolve()))
+        class_names, index = folder_index(os.fspath(Path(data_dir).resolve()))
         counts = {split: len(files) for split, (files, _) in index.items()}
-        eval_split = next((s for s in _EVAL_SPLIT_NAMES if s in counts), "train")
+        eval_split = next((s for s in EVAL_SPLIT_NAMES if s in counts), "train")
         return DatasetInfo(name, len(class_names), (size, size, 3), counts, "train", eval_split)
-    counts = dict(_FIXED_SPLITS[name])
-    builder = _tfds_builder(name, data_dir)
-    if _is_prepared(builder):
+    counts = dict(FIXED_SPLITS[name])
+    builder = tfds_builder(name, data_dir)
+    if is_prepared(builder):
         counts = {
             s: builder.info.splits[s].num_examples for s in counts if s in builder.info.splits
         }
@@ -242,7 +242,7 @@ def dataset_from_arrays(
         x = tf.gather(images_t, index)
         if training and (pad or flip):
             x = pad_crop_flip(x, offset, flip_, pad=pad)
-        x = _normalize(x, mean, std)
+        x = normalize(x, mean, std)
         if repeat:
             x = tf.repeat(x, 3, axis=-1)
         return x, tf.gather(labels_t, index)
@@ -457,18 +457,18 @@ def make_dataset(
     if drop_remainder is None:
         drop_remainder = training
 
-    if name in _SMALL_AUGMENTATION:
+    if name in SMALL_AUGMENTATION:
         split, part = split_slice(split)
         if name == "cifar10":
             check_choice("split", split, ("train", "test"))
-            images, labels = _load_tfds_arrays(
+            images, labels = load_tfds_arrays(
                 name, split, data_dir=data_dir, manual_dir=manual_dir, download=download
             )
         else:
             images, labels, _ = idx.load_idx_split(name, split, data_dir=data_dir)
         images, labels = images[part], labels[part]
-        mean, std = _NORMALIZATION[name]
-        pad, flip = _SMALL_AUGMENTATION[name]
+        mean, std = NORMALIZATION[name]
+        pad, flip = SMALL_AUGMENTATION[name]
         return dataset_from_arrays(
             images, labels, batch_size=batch_size, training=training, mean=mean, std=std,
             pad=pad, flip=flip, seed=seed, epoch=epoch, drop_remainder=drop_remainder,
@@ -489,7 +489,7 @@ def make_dataset(
         antialias=antialias,
     )
     if name == "imagenet2012":
-        builder = _prepare_builder(name, data_dir, manual_dir, download=False)
+        builder = prepare_builder(name, data_dir, manual_dir, download=False)
         source = _imagenet_source(
             builder, split, limit=limit, training=training, seed=seed, epoch=epoch,
             pipelines=pipelines, pipeline_id=pipeline_id,
@@ -499,7 +499,7 @@ def make_dataset(
     # image_folder: the file list is small; shuffle it fully in NumPy.
     if data_dir is None:
         raise ValueError("image_folder needs data_dir: the root of root/<split>/<class>/*.jpg.")
-    _, index = _folder_index(os.fspath(Path(data_dir).resolve()))
+    _, index = folder_index(os.fspath(Path(data_dir).resolve()))
     if split not in index:
         raise ValueError(f"image_folder {data_dir} has no split {split!r}; it has {sorted(index)}.")
     files, labels = index[split]
@@ -509,7 +509,7 @@ def make_dataset(
         order = np.random.default_rng(_seed_pair(seed, epoch)).permutation(len(files))
     order = order[pipeline_id::pipelines]
     if sum(os.path.getsize(f) for f in files) <= cache_bytes:
-        contents = _as_constant(_read_files_cached(tuple(files.tolist())))
+        contents = _as_constant(read_image_files(tuple(files.tolist())))
         source = tf.data.Dataset.from_tensor_slices((order, labels[order])).map(
             _plain(lambda i, y: (tf.gather(contents, i), y))
         )
@@ -540,10 +540,10 @@ def prepare(
     """
     check_choice("dataset", name, DATASET_NAMES)
     if name in ("mnist", "fashion_mnist"):
-        sources = [idx.load_idx_split(name, split, data_dir=data_dir)[2] for split in _IDX_STEMS]
+        sources = [idx.load_idx_split(name, split, data_dir=data_dir)[2] for split in IDX_STEMS]
         return dataset_info(name, data_dir=data_dir), "; ".join(sources)
     if name == "image_folder":
         info = dataset_info(name, data_dir=data_dir)
         return info, f"image folder {Path(data_dir).resolve()}"
-    builder = _prepare_builder(name, data_dir, manual_dir, download)
+    builder = prepare_builder(name, data_dir, manual_dir, download)
     return dataset_info(name, data_dir=data_dir), f"TFDS {builder.data_dir}"

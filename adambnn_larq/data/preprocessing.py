@@ -28,7 +28,7 @@ IMAGENET_PCA_EIGVEC = (
 
 # Per-channel mean/std of the training pixels in [0, 1]. (Fashion-)MNIST: computed from the
 # verified IDX files (tests/test_data.py recomputes them). CIFAR-10: the customary published values.
-_NORMALIZATION = {
+NORMALIZATION = {
     "mnist": ((0.1307,), (0.3081,)),
     "fashion_mnist": ((0.2860,), (0.3530,)),
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -38,7 +38,7 @@ _NORMALIZATION = {
 
 # Small-image augmentation: (pad for pad-and-crop, horizontal flip). Digits must not be
 # mirrored; clothes may.
-_SMALL_AUGMENTATION = {
+SMALL_AUGMENTATION = {
     "mnist": (2, False),
     "fashion_mnist": (2, True),
     "cifar10": (4, True),
@@ -55,7 +55,7 @@ _EVAL_CROP_FRACTION = 224 / 256
 def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel (mean, std) of pixels in [0, 1] that `make_dataset` normalizes with."""
     check_choice("dataset", name, DATASET_NAMES)
-    return _NORMALIZATION[name]
+    return NORMALIZATION[name]
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
 # --------------------------------------------------------------------------------------------
 
 
-def _normalize(images: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
+def normalize(images: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
     """uint8-range float pixels -> (pixels / 255 - mean) / std."""
     # One multiply-add: x · 1/(255·std) − mean/std.
     scale = tf.constant([1.0 / (255.0 * s) for s in std], tf.float32)

@@ -24,14 +24,16 @@ _CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 # --------------------------------------------------------------------------------------------
 
 
-def _tfds_builder(name: str, data_dir: str | os.PathLike | None):
+def tfds_builder(name: str, data_dir: str | os.PathLike | None):
+    """The TFDS builder of ``name`` in ``data_dir`` (prepared or not)."""
     import tensorflow_datasets as tfds
 
     # None lets TFDS choose: $TFDS_DATA_DIR, else ~/tensorflow_datasets.
     return tfds.builder(name, data_dir=os.fspath(data_dir) if data_dir is not None else None)
 
 
-def _is_prepared(builder) -> bool:
+def is_prepared(builder) -> bool:
+    """Whether the builder's data has been prepared (downloaded and converted) already."""
     return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
 
 
@@ -40,7 +42,7 @@ def _default_manual_dir(builder) -> Path:
     return Path(builder.data_dir).parents[1] / "downloads" / "manual"
 
 
-def _prepare_builder(
+def prepare_builder(
     name: str,
     data_dir: str | os.PathLike | None,
     manual_dir: str | os.PathLike | None,
@@ -49,8 +51,8 @@ def _prepare_builder(
     """Return a prepared TFDS builder, preparing it first if needed."""
     import tensorflow_datasets as tfds
 
-    builder = _tfds_builder(name, data_dir)
-    if _is_prepared(builder):
+    builder = tfds_builder(name, data_dir)
+    if is_prepared(builder):
         return builder
     manual = Path(manual_dir) if manual_dir is not None else _default_manual_dir(builder)
     if name == "imagenet2012":
@@ -86,7 +88,7 @@ def _prepare_builder(
     return builder
 
 
-def _load_tfds_arrays(
+def load_tfds_arrays(
     name: str,
     split: str,
     *,
@@ -94,7 +96,8 @@ def _load_tfds_arrays(
     manual_dir: str | os.PathLike | None,
     download: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
-    builder = _prepare_builder(name, data_dir, manual_dir, download)
+    """(images, labels) of a small TFDS dataset's split as arrays, preparing it if needed."""
+    builder = prepare_builder(name, data_dir, manual_dir, download)
     return _tfds_arrays_cached(builder.data_dir, name, split)
 
 
