@@ -103,9 +103,7 @@ def run_demo(
         census = dict(conversion.census)
 
     t = _stage(f"3/5 verify the interpreter against Keras on {samples} test images")
-    inputs, labels, split = dataset_inputs(
-        config.dataset, samples, image_size=config.input_size
-    )
+    inputs, labels, split = dataset_inputs(config.dataset, samples, image_size=config.input_size)
     verification = verify_conversion(
         model,
         flatbuffer,

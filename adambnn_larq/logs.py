@@ -99,7 +99,6 @@ def quiet_native_stderr() -> Iterator[None]:
                     print(hidden, end="", file=sys.stderr, flush=True)
 
 
-
 @contextlib.contextmanager
 def heartbeat(
     message: str, *, every: float = 10.0, stream=None, enabled: bool = True

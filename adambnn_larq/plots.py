@@ -284,7 +284,6 @@ PLOTS = {
 # --------------------------------------------------------------------------------------
 
 
-
 def plot_toy(toy_runs: dict, path: Path, gain: float) -> Path:
     """Both trajectories over the toy's loss surface, and the loss per step."""
     # Lazy: analysis imports TensorFlow (3-4 s here), which the run plots do not need.
@@ -322,4 +321,3 @@ def plot_toy(toy_runs: dict, path: Path, gain: float) -> Path:
     right.set_title("Loss per step (minimum 0)")
     right.legend(fontsize=8)
     return _save(figure, path)
-

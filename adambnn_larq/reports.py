@@ -127,8 +127,6 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
-
-
 def markdown_report(runs: Sequence[RunData], figures: Sequence[str]) -> str:
     """The text of ``report.md``."""
     lines = ["# AdamBNN analysis", ""]
@@ -243,7 +241,6 @@ def analyze(
 # --------------------------------------------------------------------------------------
 # The toy
 # --------------------------------------------------------------------------------------
-
 
 
 def toy(

@@ -145,16 +145,12 @@ def _verify_command(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
-
-
 def _int8_range(text: str) -> tuple[float, float]:
     try:
         low, high = (float(part) for part in text.split(","))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected MIN,MAX (e.g. -3,3), got {text!r}") from error
     return low, high
-
-
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -245,7 +241,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_benchmark_command(subparsers)
 
 
-
 def _int_list(text: str) -> list[int]:
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
@@ -262,8 +257,6 @@ def _kernel_list(text: str) -> list[str]:
     if unknown or not values:
         raise argparse.ArgumentTypeError(f"kernels must be among {KERNELS}, got {text!r}")
     return values
-
-
 
 
 def _benchmark_command(args: argparse.Namespace) -> int:
@@ -359,8 +352,6 @@ def _benchmark_command(args: argparse.Namespace) -> int:
     return 0
 
 
-
-
 def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "benchmark",
@@ -405,7 +396,6 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_benchmark_command)
 
 
-
 def _import_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.pytorch_import import import_pytorch
 
@@ -421,8 +411,6 @@ def _import_command(args: argparse.Namespace) -> int:
         log=lambda line: print(line, flush=True),
     )
     return 0
-
-
 
 
 def add_import_command(subparsers: argparse._SubParsersAction) -> None:

@@ -13,11 +13,6 @@ from adambnn_larq.errors import DataIntegrityError, DataNotFoundError
 _IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
-# --------------------------------------------------------------------------------------------
-# image_folder
-# --------------------------------------------------------------------------------------------
-
-
 def _folder_splits(root: Path) -> dict[str, dict[str, list[Path]]]:
     """split -> class -> sorted image files, for root/split/class/*.{jpg,jpeg,png}."""
     if not root.is_dir():

@@ -99,11 +99,6 @@ def num_batches(
     return examples // batch_size if drop_remainder else -(-examples // batch_size)
 
 
-# --------------------------------------------------------------------------------------------
-# Pipelines
-# --------------------------------------------------------------------------------------------
-
-
 def _seed_pair(seed: int, epoch: int) -> list[int]:
     if not 0 <= seed < 2**63 or not 0 <= epoch < 2**63:
         raise ValueError(f"seed and epoch must be in [0, 2**63), got {seed} and {epoch}.")

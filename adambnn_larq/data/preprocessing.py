@@ -58,11 +58,6 @@ def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return NORMALIZATION[name]
 
 
-# --------------------------------------------------------------------------------------------
-# Preprocessing
-# --------------------------------------------------------------------------------------------
-
-
 def normalize(images: tf.Tensor, mean: Sequence[float], std: Sequence[float]) -> tf.Tensor:
     """uint8-range float pixels -> (pixels / 255 - mean) / std."""
     # One multiply-add: x · 1/(255·std) − mean/std.

@@ -19,11 +19,6 @@ _IMAGENET_TARS = {"train": "ILSVRC2012_img_train.tar", "validation": "ILSVRC2012
 _CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 
 
-# --------------------------------------------------------------------------------------------
-# TFDS builders (CIFAR-10, ImageNet, and the MNIST fallback)
-# --------------------------------------------------------------------------------------------
-
-
 def tfds_builder(name: str, data_dir: str | os.PathLike | None):
     """The TFDS builder of ``name`` in ``data_dir`` (prepared or not)."""
     import tensorflow_datasets as tfds

@@ -35,10 +35,6 @@ _QUANTIZER_ATTRIBUTES = (
 )
 
 
-# --------------------------------------------------------------------------------------------
-# Host benchmark (LCE interpreter)
-
-
 @dataclasses.dataclass
 class Timing:
     """Latency of one configuration, in milliseconds.
@@ -204,6 +200,7 @@ def float_baseline(model: tf.keras.Model) -> tf.keras.Model:
     Returns:
         A new float `tf.keras.Model`.
     """
+
     def clone(layer):
         config = layer.get_config()
         changed = False

@@ -36,9 +36,8 @@ from tensorflow.core.framework.types_pb2 import DataType
 from tensorflow.lite.python.util import get_tensor_name
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-import adambnn_larq.models  # noqa: F401
 from adambnn_larq.config import CONVERSION_ROUTES, TARGETS
-from adambnn_larq.deploy.flatbuffer import _conv_signatures, io_details, op_census
+from adambnn_larq.deploy.flatbuffer import conv_signatures, io_details, op_census
 from adambnn_larq.errors import ConversionError, OutputError
 from adambnn_larq.logs import heartbeat, quiet_native_stderr
 from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
@@ -470,7 +469,7 @@ def convert_model(
     for finding in findings:
         if finding.kind == "unaccelerated":
             messages.append(f"layer '{finding.name}' will not be accelerated: {finding.reason}")
-    missing = _missing_bconvs(findings, _conv_signatures(flatbuffer)["LceBconv2d"])
+    missing = _missing_bconvs(findings, conv_signatures(flatbuffer)["LceBconv2d"])
     reasons = {f.name: f.reason for f in findings if f.kind == "binary_conv" and f.reason}
     unexplained = [name for name in missing if name not in reasons]
     by_reason: dict[str, list[str]] = {}

@@ -16,10 +16,6 @@ from tensorflow.lite.python import schema_py_generated
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8"}
 
 
-# --------------------------------------------------------------------------------------------
-# Reading flatbuffers
-
-
 def _schema():
     return schema_py_generated
 
@@ -98,7 +94,7 @@ def io_details(flatbuffer: bytes) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _conv_signatures(flatbuffer: bytes) -> dict[str, Counter]:
+def conv_signatures(flatbuffer: bytes) -> dict[str, Counter]:
     """(kh, kw, in, out, stride_h, stride_w) of every LceBconv2d and float CONV_2D."""
     model = _read_flatbuffer(flatbuffer)
     graph = model.subgraphs[0]

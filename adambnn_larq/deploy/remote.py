@@ -20,9 +20,6 @@ from typing import Any
 from adambnn_larq.config import KERNELS
 from adambnn_larq.errors import BenchmarkError
 
-# --------------------------------------------------------------------------------------------
-# lce_benchmark_model, locally or over ssh
-
 # Numbers in the tool's output may be printed in C++ stream style, e.g. "2.95034e+06".
 _NUMBER = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
 _SUMMARY = re.compile(

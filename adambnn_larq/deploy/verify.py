@@ -14,9 +14,6 @@ from adambnn_larq.config import DEFAULT_ATOL, DEFAULT_RTOL, INTERPRETER_KERNELS
 from adambnn_larq.deploy.flatbuffer import io_details
 from adambnn_larq.logs import quiet_native_stderr
 
-# --------------------------------------------------------------------------------------------
-# Verification
-
 
 @dataclasses.dataclass
 class VerificationResult:
