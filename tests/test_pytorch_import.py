@@ -26,7 +26,8 @@ from adambnn_larq.deploy import pytorch_import as pt  # noqa: E402
 
 INPUT_SIZE = 32  # ReActNet-A's full graph: 32 -> 16 (stem) -> 8 -> 4 -> 2 -> 1
 SAMPLES = 16
-# A sign input closer to 0 than this may flip between float32 implementations (STACK.md).
+# A sign input closer to 0 than this may flip between float32 implementations (docs/method.md
+# §2, "Comparing two implementations").
 SIGN_MARGIN = 1e-5
 MIN_COMPARED = 4
 

@@ -22,6 +22,7 @@ from adambnn_larq.data.catalog import DatasetInfo, split_slice
 from adambnn_larq.data.idx import (
     DATA_DIR_ENV,
     DEBIAN_FASHION_MNIST_DIR,
+    IDX_SHA256,
     load_idx_split,
     locate_idx_files,
     read_idx,
@@ -52,6 +53,7 @@ __all__ = [
     "DATASET_NAMES",
     "DATA_DIR_ENV",
     "DEBIAN_FASHION_MNIST_DIR",
+    "IDX_SHA256",
     "DataIntegrityError",
     "DataNotFoundError",
     "DatasetInfo",
