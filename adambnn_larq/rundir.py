@@ -4,7 +4,7 @@ A training run directory (``adambnn train``, ``adambnn study``, ``adambnn demo``
 
     RUN_DIR/
       config.json              the resolved TrainConfig (CONFIG_FILE)
-      summary.json             every step's result, written when the run finishes (SUMMARY_FILE)
+      summary.json             every finished step's result, rewritten after each (SUMMARY_FILE)
       step1/, step2/, ...      one directory per step (step1 is also the run's start)
         result.json            the finished step (RESULT_FILE)
         checkpoints/           tf.train checkpoints of the unfinished step (CHECKPOINTS_DIR)

@@ -1,12 +1,7 @@
 """Run a recipe: the optional teacher (stage 0), then the one or two steps of AdamBNN training.
 
-A run directory holds everything a run produces and is what makes it resumable::
-
-    RUN_DIR/config.json          resolved configuration
-    RUN_DIR/summary.json         results, rewritten after every step
-    RUN_DIR/teacher.h5 -> cache  the distillation teacher (small-image recipes)
-    RUN_DIR/step1/, step2/       per step: checkpoints/, best.h5, final.h5, log.csv,
-                                 tensorboard/, analysis/, result.json (the step is finished)
+A run directory holds everything a run produces and is what makes it resumable; its layout
+and file names are `adambnn_larq.rundir`'s.
 
 Killed at any moment, the same command continues from the last finished epoch: the
 checkpoint holds the model, the optimizer state (moments, iteration count, hence the
