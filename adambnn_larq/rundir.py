@@ -5,9 +5,9 @@ A training run directory (``adambnn train``, ``adambnn study``, ``adambnn demo``
     RUN_DIR/
       config.json              the resolved TrainConfig (CONFIG_FILE)
       summary.json             every finished step's result, rewritten after each (SUMMARY_FILE)
-      step1/, step2/, ...      one directory per step (step1 is also the run's start)
+      step1/, step2/           one directory per step of the schedule
         result.json            the finished step (RESULT_FILE)
-        checkpoints/           tf.train checkpoints of the unfinished step (CHECKPOINTS_DIR)
+        checkpoints/           tf.train checkpoints, to resume from (CHECKPOINTS_DIR)
         log.csv                Keras' CSVLogger (LOG_FILE)
         best.h5, final.h5      models (BEST_MODEL, FINAL_MODEL)
         analysis/              the paper's measurements (ANALYSIS_DIR; docs/analysis.md)
