@@ -1,0 +1,1 @@
+"""Deployment: conversion, verification, benchmarking, checkpoint import."""
