@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 "samples": check.samples,
                 "max_abs_diff": check.max_abs_diff,
                 "top1_agreement": check.top1_agreement,
-                "within_tolerance": check.within_tolerance,
+                "within_share": check.within_share,
             }
     result["seconds"] = round(time.monotonic() - start, 1)
     atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")

@@ -17,7 +17,7 @@ import tensorflow as tf
 from test_lce_conversion import ATOL, RTOL, short_fit, smooth_images
 
 import adambnn_larq as ab
-from adambnn_larq.deploy.compress import compress_weights
+from adambnn_larq.deploy.compress import compress_weights, compressed_weights
 from adambnn_larq.deploy.fold import (
     FoldedPReLU,
     NotFoldableError,
@@ -244,6 +244,8 @@ def test_compressed_weights_compute_the_rounded_model(weight_format, rng):
     assert result.size_before - result.size_after == pytest.approx(saved, abs=256)
     census = lce_tools.op_census(result.flatbuffer)
     assert census["DEQUANTIZE"] == 1 and census["FULLY_CONNECTED"] == 1
+    assert list(compressed_weights(result.flatbuffer).values()) == [weight_format]
+    assert compressed_weights(flatbuffer) == {}
     images = rng.uniform(-1, 1, (8, 4, 4, 2)).astype(np.float32)
     reference = _with_weights(model, "logits", rounded)
     np.testing.assert_allclose(

@@ -265,3 +265,26 @@ def compress_weights(
         tensors=compressed,
         size_before=len(flatbuffer),
     )
+
+
+def compressed_weights(flatbuffer: bytes) -> dict[str, str]:
+    """The weights a model stores in fewer bits: ``{tensor name: "int8" | "float16"}``.
+
+    A weight is compressed when a ``DEQUANTIZE`` op reads a constant int8 or float16 tensor
+    (what `compress_weights` and TFLite's float16 option write). ``verify`` uses this to judge
+    such a file by top-1 agreement rather than LCE's elementwise tolerance.
+    """
+    if len(flatbuffer) < 8 or flatbuffer[4:8] != _TFLITE_FILE_ID:
+        raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' file identifier)")
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0))
+    graph = model.subgraphs[0]
+    formats = {schema.TensorType.INT8: "int8", schema.TensorType.FLOAT16: "float16"}
+    found = {}
+    for op in graph.operators:
+        if _builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.DEQUANTIZE:
+            continue
+        source = graph.tensors[op.inputs[0]]
+        data = model.buffers[source.buffer].data
+        if source.type in formats and data is not None and len(data):
+            found[graph.tensors[op.outputs[0]].name.decode()] = formats[source.type]
+    return found
