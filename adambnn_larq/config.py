@@ -64,7 +64,10 @@ LR_SCHEDULES = choices(LrSchedule)
 WEIGHT_DECAY_MODES = choices(WeightDecayMode)
 STRATEGIES = choices(Strategy)
 CONVERSION_ROUTES = choices(ConversionRoute)
+#: How `adambnn convert --weights` stores large float weights (`deploy.compress`).
+WeightStorage = Literal["float32", "int8", "float16"]
 TARGETS = choices(Target)
+WEIGHT_STORAGES = choices(WeightStorage)
 INTERPRETER_KERNELS = choices(InterpreterKernel)
 KERNELS = choices(BenchmarkKernel)
 ARCHITECTURES = choices(Architecture)

@@ -1,29 +1,29 @@
-"""Single-image inference latency on this host: LCE binary models against float TFLite.
+"""Single-image inference latency and size on this host: ReActNet-A against the QuickNet family.
 
-One table, measured in one run of this script:
+One table, every configuration timed in the same interleaved rounds of one run (a busy period
+of a shared machine then hits all of them alike; only ratios within the run are meaningful):
 
-- ReActNet-A (this project's step-2 network, random weights) converted with LCE, timed with
-  LCE's default binary-conv kernel and with the indirect BGEMM kernel;
-- the same architecture with ordinary float convs (`adambnn_larq.deploy.benchmark.float_baseline`),
-  converted with ``tf.lite.TFLiteConverter``;
-- larq-zoo QuickNet and QuickNetLarge (``weights=None``), converted and timed the same way,
-  each beside its own float baseline.
+- ReActNet-A (this project's step-2 network) with trained-like weights: random-sign binary
+  weights (the real file size), non-zero RSign thresholds and RPReLU shifts/slopes (the real op
+  count), BatchNorm statistics from a short fit. Three deployments of the same Keras model:
+  ``plain`` (converted as trained), ``folded`` (`fold_for_deployment`: RPReLU/RSign constants
+  folded, PReLU as MUL + MAXIMUM) and ``folded+int8`` (the classifier stored as int8 per
+  output channel, `compress_weights`);
+- the same architecture with float convs (`float_baseline`) in plain TFLite, with and
+  without XNNPACK (the faster one is the reference);
+- larq-zoo QuickNetSmall, QuickNet and QuickNetLarge (``weights=None``: latency and size do not
+  depend on the values).
 
-Every model is timed in the LCE interpreter
-(`adambnn_larq.deploy.benchmark.time_interpreter`): batch 1,
-warm-up runs, then the median and p90 of the timed runs. The ratio column is float median /
-this median (above 1: faster than float). Latency does not depend on the weight values.
+Every LCE model runs with the indirect BGEMM kernel (LCE's fastest on x86) in the LCE
+interpreter, 1 thread by default. Binary MACs are counted from each Keras model's binary convs.
+``--profile`` adds the op profile (host replay) of ReActNet-A plain and folded.
+``--numerics`` compares each ReActNet-A deployment with the Keras model on smooth images.
 
-On x86 the LCE kernels are not the optimized ARM ones, so these ratios say nothing about a
-Raspberry Pi; see docs/deployment.md for the published Pi numbers and how to measure your own.
+On x86 the LCE kernels are not the optimized ARM ones: see docs/deployment.md for what these
+ratios can and cannot say about a Raspberry Pi.
 
-Optionally (``--numerics``, on by default) a short-fitted ReActNet-A is converted and compared
-with Keras on smooth random images, next to Keras' own sensitivity to a 1e-6 relative change
-of its input (what sign flips of near-zero activations do to a binary network).
-
-Usage:
-    python benchmarks/inference.py [--runs 20] [--warmup 3] [--threads 1] [--no-numerics]
-        [--output benchmarks/results/inference.json]
+Usage (docs/deployment.md, about 15 minutes on 2 cores):
+    python benchmarks/inference.py --profile --numerics --output benchmarks/results/inference.json
 """
 
 from __future__ import annotations
@@ -39,103 +39,57 @@ import adambnn_larq  # noqa: F401  (selects Keras 2 before TensorFlow is importe
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import larq as lq  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import adambnn_larq as ab  # noqa: E402
 from adambnn_larq import deploy as lce  # noqa: E402
-from adambnn_larq.config import CONVERSION_ROUTES  # noqa: E402
 from adambnn_larq.deploy import benchmark  # noqa: E402
+from adambnn_larq.deploy.compress import compress_weights  # noqa: E402
+from adambnn_larq.deploy.fold import fold_for_deployment  # noqa: E402
+from adambnn_larq.deploy.profile import profile_host  # noqa: E402
+from adambnn_larq.layers import RPReLU, RSign  # noqa: E402
 
-MODELS = ("reactnet_a", "quicknet", "quicknet_large")
-
-
-def build(name: str) -> tf.keras.Model:
-    if name == "reactnet_a":
-        model = ab.ReActNetA()
-        # The reference init U[0, 1e-3) makes every binary filter all +1; the converter then
-        # stores identical bitpacked filters once, and the file looks 3.6 MB smaller than a
-        # trained one. Random signs give the size of a real model.
-        rng = np.random.default_rng(0)
-        for layer in ab.binary_conv_layers(model):
-            layer.kernel.assign(rng.standard_normal(layer.kernel.shape).astype(np.float32))
-        return model
-    import larq_zoo as lqz
-
-    return {"quicknet": lqz.sota.QuickNet, "quicknet_large": lqz.sota.QuickNetLarge}[name](
-        weights=None
-    )
+QUICKNETS = ("quicknet_small", "quicknet", "quicknet_large")
+#: Published ImageNet top-1 (%): AdamBNN paper (ReActNet-A), larq-zoo docs (QuickNet family).
+PUBLISHED_TOP1 = {
+    "reactnet_a": "70.5 (AdamBNN), 69.4 (ReActNet)",
+    "quicknet_small": "59.4",
+    "quicknet": "63.3",
+    "quicknet_large": "66.9",
+}
 
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def measure_model(name: str, args: argparse.Namespace) -> list[dict]:
-    """Convert ``name`` both ways and time every configuration; one row per configuration."""
-    start = time.monotonic()
-    model = build(name)
-    say(f"[{name}] built in {time.monotonic() - start:.0f} s")
-    converted = lce.convert_model(model, route=args.route, progress=True)
-    say(
-        f"[{name}] LCE: {converted.census.get('LceBconv2d', 0)} LceBconv2d of "
-        f"{len(converted.binary_convs)} binary convs, {converted.size_bytes / 1e6:.2f} MB"
-    )
-    for warning in converted.warnings:
-        say(f"[{name}] warning: {warning}")
-    start = time.monotonic()
-    float_flatbuffer = benchmark.convert_float_tflite(benchmark.float_baseline(model))
-    say(
-        f"[{name}] float TFLite: {len(float_flatbuffer) / 1e6:.2f} MB "
-        f"in {time.monotonic() - start:.0f} s"
-    )
-    configurations = [
-        benchmark.Configuration(flatbuffer, label, kernel, threads, xnnpack)
-        for threads in args.threads
-        for xnnpack in args.xnnpack
-        for flatbuffer, label, kernel in (
-            (converted.flatbuffer, "lce", "default"),
-            (converted.flatbuffer, "lce", "indirect_bgemm"),
-            (float_flatbuffer, "float", "float"),
-        )
-    ]
-    # Interleaved rounds: load changes on a shared machine hit every configuration alike.
-    timings = benchmark.time_configurations(
-        configurations, warmup=args.warmup, runs=args.runs, rounds=args.rounds, progress=True
-    )
-    rows = []
-    for timing in timings:
-        reference = next(
-            t
-            for t in timings
-            if t.name == "float" and t.threads == timing.threads and t.xnnpack == timing.xnnpack
-        )
-        is_float = timing.name == "float"
-        rows.append(
-            {
-                "model": name,
-                "variant": "float TFLite" if is_float else "LCE",
-                "size_bytes": len(float_flatbuffer) if is_float else converted.size_bytes,
-                "lce_bconv2d": 0 if is_float else converted.census.get("LceBconv2d", 0),
-                "float_over_this": reference.median_ms / timing.median_ms,
-                **{k: v for k, v in vars(timing).items() if k != "name"},
-            }
-        )
-    return rows
+def smooth_images(rng: np.random.Generator, n: int) -> np.ndarray:
+    coarse = rng.uniform(-1, 1, (n, 28, 28, 3)).astype(np.float32)
+    return tf.image.resize(coarse, (224, 224)).numpy()
 
 
-def numerics(args: argparse.Namespace) -> dict:
-    """ReActNet-A after a short fit: LCE vs Keras, and Keras vs Keras on a perturbed input."""
-    tf.keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    model = ab.ReActNetA()
-
-    def smooth(n):
-        coarse = rng.uniform(-1, 1, (n, 28, 28, 3)).astype(np.float32)
-        return tf.image.resize(coarse, (224, 224)).numpy()
-
-    bn_class = tf.keras.layers.BatchNormalization
-    norms = [layer for layer in model.layers if isinstance(layer, bn_class)]
+def trained_like_reactnet_a(seed: int = 0) -> tf.keras.Model:
+    """ReActNet-A whose file size, op count and numerics are those of a trained model."""
+    tf.keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = ab.ReActNetA(kernel_initializer="pytorch_default")  # random signs: real size
+    for layer in model.layers:
+        if isinstance(layer, RSign):
+            layer.set_weights(
+                [rng.normal(0, 0.2, w.shape).astype(np.float32) for w in layer.get_weights()]
+            )
+        elif isinstance(layer, RPReLU):
+            shift_in, alpha, shift_out = layer.get_weights()
+            layer.set_weights(
+                [
+                    rng.normal(0, 0.2, shift_in.shape).astype(np.float32),
+                    rng.uniform(0.0, 0.5, alpha.shape).astype(np.float32),
+                    rng.normal(0, 0.2, shift_out.shape).astype(np.float32),
+                ]
+            )
+    norms = [n for n in model.layers if isinstance(n, tf.keras.layers.BatchNormalization)]
     for layer in norms:
         layer.momentum = 0.0  # the moving statistics become those of the fit batch
     model.compile(
@@ -143,66 +97,155 @@ def numerics(args: argparse.Namespace) -> dict:
         tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         run_eagerly=True,
     )
-    model.fit(smooth(4), rng.integers(0, 1000, 4), batch_size=4, epochs=1, verbose=0)
+    model.fit(smooth_images(rng, 4), rng.integers(0, 1000, 4), batch_size=4, verbose=0)
     for layer in norms:
         layer.momentum = 0.9
-    converted = lce.convert_model(model, route=args.route, progress=True)
-    inputs = smooth(args.numerics_samples)
-    result = lce.verify_conversion(model, converted.flatbuffer, inputs)
-    keras = lce.keras_predict(model, inputs)
-    perturbed = lce.keras_predict(model, inputs * np.float32(1 + 1e-6))
-    sensitivity = np.abs(perturbed - keras).reshape(len(inputs), -1).max(axis=1)
-    say(result.summary())
-    return {
-        "samples": len(inputs),
-        "lce_vs_keras_max_abs_diff_per_sample": result.per_sample_max_abs_diff,
-        "keras_vs_keras_1e-6_input_change_per_sample": [float(v) for v in sensitivity],
-        "top1_agreement": result.top1_agreement,
-        "logit_std": float(keras.std()),
-        "passed_lce_criterion": result.passed,
+    return model
+
+
+def quicknet(name: str) -> tf.keras.Model:
+    import larq_zoo as lqz  # optional dependency (the benchmark's rivals)
+
+    builders = {
+        "quicknet_small": lqz.sota.QuickNetSmall,
+        "quicknet": lqz.sota.QuickNet,
+        "quicknet_large": lqz.sota.QuickNetLarge,
     }
+    return builders[name](weights=None)
 
 
-def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| model | variant | kernel | threads | XNNPACK | median ms | p90 ms | float / this "
-        "| size MB |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row['model']} | {row['variant']} | {row['kernel']} | {row['threads']} | "
-            f"{'on' if row['xnnpack'] else 'off'} | {row['median_ms']:.1f} | {row['p90_ms']:.1f} "
-            f"| {row['float_over_this']:.2f} | {row['size_bytes'] / 1e6:.2f} |"
+def binary_macs(model: tf.keras.Model) -> int:
+    """Multiply-accumulates of the convs with 1-bit inputs and 1-bit weights."""
+    total = 0
+    for layer in model.layers:
+        if not isinstance(layer, lq.layers.QuantConv2D):
+            continue
+        bits = [
+            getattr(q, "precision", None) for q in (layer.input_quantizer, layer.kernel_quantizer)
+        ]
+        names = [
+            getattr(q, "__name__", "") for q in (layer.input_quantizer, layer.kernel_quantizer)
+        ]
+        binary = all(
+            b == 1 or n in ("ste_sign", "approx_sign", "swish_sign") for b, n in zip(bits, names)
         )
-    return "\n".join(lines) + "\n"
+        if not binary:
+            continue
+        kh, kw, cin, cout = layer.kernel.shape
+        _, oh, ow, _ = layer.output_shape
+        total += int(oh * ow * kh * kw * cin * cout)
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=5, help="interleaving rounds")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1])
-    parser.add_argument(
-        "--xnnpack",
-        choices=("off", "on", "both"),
-        default="both",
-        help="TFLite's XNNPACK delegate (float ops only) for every model",
-    )
-    parser.add_argument("--route", choices=CONVERSION_ROUTES, default="graphdef")
-    parser.add_argument("--no-numerics", dest="numerics", action="store_false")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--profile", action="store_true", help="op profiles of ReActNet-A")
+    parser.add_argument("--numerics", action="store_true", help="each deployment vs Keras")
     parser.add_argument("--numerics-samples", type=int, default=8)
     parser.add_argument("--output", default="benchmarks/results/inference.json")
     args = parser.parse_args(argv)
-    args.xnnpack = {"off": [False], "on": [True], "both": [False, True]}[args.xnnpack]
+    from adambnn_larq.rundir import atomic_write_text, check_writable_file
 
+    check_writable_file(args.output, what="--output")
     start = time.monotonic()
     load_before = os.getloadavg()[0]
+
+    say("[reactnet_a] building with trained-like weights")
+    model = trained_like_reactnet_a()
+    deployments = {"plain": model, "folded": fold_for_deployment(model)}
+    models: dict[str, dict] = {}
+    for variant, keras_model in deployments.items():
+        converted = lce.convert_model(keras_model, route="graphdef", progress=True)
+        models[f"reactnet_a {variant}"] = {
+            "model": "reactnet_a",
+            "variant": variant,
+            "flatbuffer": converted.flatbuffer,
+            "census": dict(converted.census),
+            "keras": model,
+        }
+    compressed = compress_weights(models["reactnet_a folded"]["flatbuffer"], "int8")
+    say(compressed.summary())
+    models["reactnet_a folded+int8"] = {
+        "model": "reactnet_a",
+        "variant": "folded+int8",
+        "flatbuffer": compressed.flatbuffer,
+        "census": dict(lce.op_census(compressed.flatbuffer)),
+        "keras": model,
+    }
+    float_flatbuffer = benchmark.convert_float_tflite(benchmark.float_baseline(model))
+    for name in QUICKNETS:
+        say(f"[{name}] building and converting")
+        zoo_model = quicknet(name)
+        converted = lce.convert_model(zoo_model, route="graphdef", progress=True)
+        models[name] = {
+            "model": name,
+            "variant": "plain",
+            "flatbuffer": converted.flatbuffer,
+            "census": dict(converted.census),
+            "binary_macs": binary_macs(zoo_model),
+        }
+    reactnet_macs = binary_macs(model)
+    for entry in models.values():
+        entry.setdefault("binary_macs", reactnet_macs)
+
+    configurations = [
+        benchmark.Configuration(entry["flatbuffer"], label, "indirect_bgemm", args.threads, False)
+        for label, entry in models.items()
+    ] + [
+        benchmark.Configuration(
+            float_flatbuffer, f"reactnet_a float xnnpack={x}", "float", args.threads, x
+        )
+        for x in (False, True)
+    ]
+    timings = {
+        t.name: t
+        for t in benchmark.time_configurations(
+            configurations, warmup=args.warmup, runs=args.runs, rounds=args.rounds, progress=True
+        )
+    }
+    float_ms = min(timings[f"reactnet_a float xnnpack={x}"].median_ms for x in (False, True))
+    large_ms = timings["quicknet_large"].median_ms
     rows = []
-    for name in args.models:
-        rows.extend(measure_model(name, args))
+    for label, entry in models.items():
+        timing = timings[label]
+        rows.append(
+            {
+                "model": entry["model"],
+                "variant": entry["variant"],
+                "published_top1": PUBLISHED_TOP1[entry["model"]],
+                "median_ms": timing.median_ms,
+                "p90_ms": timing.p90_ms,
+                "over_quicknet_large": timing.median_ms / large_ms,
+                "over_own_float": timing.median_ms / float_ms
+                if entry["model"] == "reactnet_a"
+                else None,
+                "size_bytes": len(entry["flatbuffer"]),
+                "binary_macs": entry["binary_macs"],
+                "lce_bconv2d": entry["census"].get("LceBconv2d", 0),
+                "ops": sum(entry["census"].values()),
+                "census": entry["census"],
+            }
+        )
+    for x in (False, True):
+        timing = timings[f"reactnet_a float xnnpack={x}"]
+        rows.append(
+            {
+                "model": "reactnet_a",
+                "variant": f"float TFLite (XNNPACK {'on' if x else 'off'})",
+                "published_top1": "",
+                "median_ms": timing.median_ms,
+                "p90_ms": timing.p90_ms,
+                "over_quicknet_large": timing.median_ms / large_ms,
+                "over_own_float": timing.median_ms / float_ms,
+                "size_bytes": len(float_flatbuffer),
+                "binary_macs": 0,
+                "lce_bconv2d": 0,
+            }
+        )
     load_after = os.getloadavg()[0]
     result = {
         "command": "python benchmarks/inference.py " + " ".join(argv or sys.argv[1:]),
@@ -212,20 +255,57 @@ def main(argv: list[str] | None = None) -> int:
             "runs": args.runs,
             "warmup": args.warmup,
             "rounds": args.rounds,
-            "route": args.route,
+            "threads": args.threads,
+            "kernel": "indirect_bgemm",
         },
+        "compression": compressed.summary(),
         "rows": rows,
         "markdown": markdown(rows),
     }
+    if args.profile:
+        result["profiles"] = {}
+        for variant in ("plain", "folded"):
+            say(f"[reactnet_a {variant}] op profile (host replay)")
+            profile = profile_host(
+                models[f"reactnet_a {variant}"]["flatbuffer"], threads=args.threads
+            )
+            say(profile.table())
+            result["profiles"][variant] = profile.to_json() | {"markdown": profile.markdown()}
     if args.numerics:
-        result["numerics"] = numerics(args)
+        rng = np.random.default_rng(1)
+        images = smooth_images(rng, args.numerics_samples)
+        result["numerics"] = {}
+        for label in ("reactnet_a plain", "reactnet_a folded", "reactnet_a folded+int8"):
+            check = lce.verify_conversion(model, models[label]["flatbuffer"], images)
+            say(f"[{label}] vs Keras: {check.summary()}")
+            result["numerics"][label] = {
+                "samples": check.samples,
+                "max_abs_diff": check.max_abs_diff,
+                "top1_agreement": check.top1_agreement,
+                "within_share": check.within_share,
+            }
     result["seconds"] = round(time.monotonic() - start, 1)
-    from adambnn_larq.rundir import atomic_write_text
-
     atomic_write_text(args.output, json.dumps(result, indent=2) + "\n")
     print(result["markdown"], end="")
     print(f"wrote {Path(args.output)}")
     return 0
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| model | deployment | ImageNet top-1 % (published) | binary MACs | median ms | p90 ms "
+        "| / QuickNetLarge | / own float | size MB | ops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        own = f"{row['over_own_float']:.2f}" if row.get("over_own_float") else "–"
+        macs = f"{row['binary_macs'] / 1e9:.2f} G" if row["binary_macs"] else "–"
+        lines.append(
+            f"| {row['model']} | {row['variant']} | {row['published_top1']} | {macs} | "
+            f"{row['median_ms']:.1f} | {row['p90_ms']:.1f} | {row['over_quicknet_large']:.2f} | "
+            f"{own} | {row['size_bytes'] / 1e6:.2f} | {row.get('ops', '–')} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -29,9 +29,10 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 # The stand-in prints what TFLite 2.16's benchmark tool prints (with LCE's flags accepted).
 # Its "latency" is 40000/threads us + (model size mod 1000) us + 500 us for indirect BGEMM.
 STAND_IN = r"""#!/bin/bash
-graph=""; threads=1; runs=50; indirect=false
+graph=""; threads=1; runs=50; indirect=false; profiling=false
 for arg in "$@"; do
   case "$arg" in
+    --enable_op_profiling=*) profiling="${arg#--enable_op_profiling=}" ;;
     --graph=*) graph="${arg#--graph=}" ;;
     --num_threads=*) threads="${arg#--num_threads=}" ;;
     --num_runs=*) runs="${arg#--num_runs=}" ;;
@@ -70,6 +71,25 @@ echo "INFO: Note: as the benchmark tool itself affects memory footprint, the fol
   "only APPROXIMATE to the actual memory footprint of the model at runtime. Take the" \
   "information at your discretion."
 echo "INFO: Memory footprint delta from the start of the tool (MB): init=7.4 overall=21.3"
+if [ "$profiling" = "true" ]; then
+  # TFLite's profile summarizer layout: tab-separated, "[tensor]:node" names.
+  header=$'\t[node type]\t[start]\t[first]\t[avg ms]\t[%]\t[cdf%]\t[mem KB]\t[times called]\t[Name]'
+  echo "Profiling Info for Benchmark Initialization:"
+  echo "============================== Run Order =============================="
+  echo "$header"
+  printf '\tAllocateTensors\t0.000\t9.000\t9.000\t100.000%%\t100.000%%\t0.000\t1\t%s\n' \
+    AllocateTensors/0
+  echo ""
+  echo "Operator-wise Profiling Info for Regular Benchmark Runs:"
+  echo "============================== Run Order =============================="
+  echo "$header"
+  printf '\tLceQuantize\t0.000\t0.200\t0.250\t2.273%%\t2.273%%\t0.000\t1\t[b/rsign1/add]:0\n'
+  printf '\tLceBconv2d\t0.250\t9.800\t%s.000\t90.909%%\t93.182%%\t0.000\t1\t%s\n' \
+    "$(( 40 / threads ))" "[b/bn1/FusedBatchNormV3]:1"
+  printf '\tADD\t10.250\t0.700\t0.750\t6.818%%\t100.000%%\t0.000\t1\t[b/add1/add]:2\n'
+  echo ""
+  echo "============================== Summary by node type =============================="
+fi
 """
 
 GARBAGE = "#!/bin/bash\necho 'Segmentation fault? no: just not the benchmark tool'\n"
@@ -465,3 +485,42 @@ def test_lce_interpreter_is_what_the_host_benchmark_times(block_files):
     x = np.random.default_rng(2).uniform(-1, 1, (1, 8, 8, 32)).astype(np.float32)
     (direct,) = interpreter.interpreter.predict([x])
     np.testing.assert_array_equal(direct, interpreter.predict(x))
+
+
+def test_remote_op_profile_over_ssh(block_files, sshd, tmp_path):
+    """--profile: the tool runs with --enable_op_profiling=true; its table becomes the profile."""
+    tflite = block_files[1]
+    stand_in = _script(tmp_path, "lce_benchmark_model", STAND_IN)
+    output = tmp_path / "profile.json"
+    arguments = ["benchmark", str(tflite), *_ssh_args(sshd), "--benchmark-binary"]
+    arguments += [str(stand_in), "--num-threads", "1,4", "--profile", "--output", str(output)]
+    assert cli.main(arguments) == 0
+    result = json.loads(output.read_text())
+    for run in result["runs"]:
+        assert "--enable_op_profiling=true" in run["command"]
+        profile = run["profile"]
+        assert profile["source"] == "lce_benchmark_model"
+        bconv = 40 / run["threads"]  # the stand-in's LceBconv2d time
+        by_type = {row["op"]: row for row in profile["by_type"]}
+        assert by_type["LceBconv2d"]["ms"] == pytest.approx(bconv)
+        assert by_type["LceBconv2d"]["share"] == pytest.approx(bconv / (bconv + 1.0))
+        assert [op["name"] for op in profile["ops"]] == [
+            "b/rsign1/add",
+            "b/bn1/FusedBatchNormV3",
+            "b/add1/add",
+        ]
+    assert "| LceBconv2d | 1 |" in output.with_suffix(".md").read_text()
+
+
+def test_host_op_profile(block_files, tmp_path, capsys):
+    tflite = block_files[1]
+    output = tmp_path / "host.json"
+    arguments = ["benchmark", str(tflite), "--kernels", "indirect_bgemm", "--runs", "2"]
+    arguments += ["--warmup", "1", "--profile", "--output", str(output)]
+    assert cli.main(arguments) == 0
+    profile = json.loads(output.read_text())["profile"]
+    census = lce_tools.op_census(tflite.read_bytes())
+    assert profile["source"] == "host replay"
+    assert profile["settings"]["kernel"] == "indirect_bgemm"
+    assert sorted(op["op"] for op in profile["ops"]) == sorted(census.elements())
+    assert "op profile (host replay)" in capsys.readouterr().err

@@ -23,7 +23,12 @@ from adambnn_larq.config import (
     INTERPRETER_KERNELS,
     KERNELS,
     TARGETS,
+    WEIGHT_STORAGES,
 )
+
+#: verify's criterion for a file whose weights are stored in int8/float16 (unless given):
+#: weight rounding moves every logit, so the elementwise tolerance is reported, not required.
+COMPRESSED_MIN_AGREEMENT = 0.99
 
 
 def _convert_command(args: argparse.Namespace) -> int:
@@ -43,6 +48,8 @@ def _convert_command(args: argparse.Namespace) -> int:
         default_int8_range=args.default_int8_range,
         route=args.route,
         strict=args.strict,
+        fold=args.fold,
+        weights=args.weights,
     )
     if args.report:
         report = {
@@ -59,6 +66,12 @@ def _convert_command(args: argparse.Namespace) -> int:
             "warnings": result.warnings,
             "io": result.io,
             "seconds": round(result.seconds, 2),
+            "folded": result.folded,
+            "weights": args.weights,
+            "compressed_tensors": [
+                dataclasses.asdict(t)
+                for t in (result.compression.tensors if result.compression else [])
+            ],
         }
         try:
             atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
@@ -75,6 +88,7 @@ def _convert_command(args: argparse.Namespace) -> int:
 
 
 def _verify_command(args: argparse.Namespace) -> int:
+    from adambnn_larq.deploy.compress import compressed_weights
     from adambnn_larq.deploy.convert import load_keras_model
     from adambnn_larq.deploy.flatbuffer import io_details
     from adambnn_larq.deploy.verify import dataset_inputs, random_inputs, verify_conversion
@@ -91,6 +105,22 @@ def _verify_command(args: argparse.Namespace) -> int:
         io = io_details(flatbuffer)
     except ValueError as error:
         raise CommandError(f"{tflite_path}: {error}") from error
+    compressed = compressed_weights(flatbuffer)
+    min_agreement, min_within = args.min_agreement, args.min_within
+    if compressed:
+        formats = sorted(set(compressed.values()))
+        print(
+            f"{tflite_path}: {len(compressed)} weight tensor(s) stored as {'/'.join(formats)}: "
+            "outputs differ from Keras by their rounding; judged by top-1 agreement "
+            f"(>= {min_agreement if min_agreement is not None else COMPRESSED_MIN_AGREEMENT:.0%})"
+            ", the elementwise tolerance is reported"
+            + (" and required as given" if min_within is not None else ", not required"),
+            file=sys.stderr,
+        )
+        min_agreement = COMPRESSED_MIN_AGREEMENT if min_agreement is None else min_agreement
+        min_within = 0.0 if min_within is None else min_within
+    min_agreement = 1.0 if min_agreement is None else min_agreement
+    min_within = 1.0 if min_within is None else min_within
     model = load_keras_model(args.model)
     shape = tuple(model.input_shape[1:])
     tflite_shape = tuple(io["inputs"][0]["shape"][1:])
@@ -130,8 +160,8 @@ def _verify_command(args: argparse.Namespace) -> int:
                 labels=labels,
                 atol=args.atol,
                 rtol=args.rtol,
-                min_agreement=args.min_agreement,
-                min_within=args.min_within,
+                min_agreement=min_agreement,
+                min_within=min_within,
                 source=source,
                 kernel=args.kernel,
             )
@@ -184,6 +214,17 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "same ops, much faster",
     )
     parser.add_argument("--strict", action="store_true", help="fail on unaccelerated layers")
+    parser.add_argument(
+        "--fold",
+        action="store_true",
+        help="ReActNets: fold RPReLU/RSign constants first (same function, fewer float ops)",
+    )
+    parser.add_argument(
+        "--weights",
+        choices=WEIGHT_STORAGES,
+        default="float32",
+        help="store large float weights (the classifier) as int8 per channel or float16",
+    )
     parser.add_argument("--report", help="also write the census and audit as JSON here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_convert_command)
@@ -220,14 +261,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-agreement",
         type=non_negative_float,
-        default=1.0,
-        help="top-1 agreement required (default 1)",
+        default=None,
+        help=f"top-1 agreement required (default 1; {COMPRESSED_MIN_AGREEMENT} for int8/float16 "
+        "weights)",
     )
     parser.add_argument(
         "--min-within",
         type=non_negative_float,
-        default=1.0,
-        help="share of samples that must be within the elementwise tolerance (default 1)",
+        default=None,
+        help="share of samples that must be within the elementwise tolerance (default 1; not "
+        "required for int8/float16 weights)",
     )
     parser.add_argument(
         "--kernel",
@@ -262,6 +305,7 @@ def _kernel_list(text: str) -> list[str]:
 def _benchmark_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.benchmark import benchmark_host, convert_float_tflite, float_baseline
     from adambnn_larq.deploy.flatbuffer import io_details
+    from adambnn_larq.deploy.profile import Profile, profile_host
     from adambnn_larq.deploy.remote import Shell, benchmark_binary
     from adambnn_larq.deploy.tables import BINARY_TABLE_HEADER, binary_markdown_rows, host_markdown
     from adambnn_larq.logs import heartbeat
@@ -301,8 +345,13 @@ def _benchmark_command(args: argparse.Namespace) -> int:
             num_runs=args.runs or 50,
             warmup_runs=args.warmup if args.warmup is not None else 5,
             use_xnnpack=args.use_xnnpack,
+            profile=args.profile,
         )
         table = BINARY_TABLE_HEADER + binary_markdown_rows(result)
+        for run in result["runs"] if args.profile else []:
+            profile = Profile.from_json(run["profile"])
+            table += f"\n{run['threads']} thread(s), {run['kernel']}:\n\n{profile.markdown()}\n"
+            print(profile.table(), file=sys.stderr)
     else:
         flatbuffer = model_path.read_bytes()
         try:
@@ -333,6 +382,25 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         result["model"] = str(model_path)
         result["baseline_float"] = args.baseline_float
         table = host_markdown(result, model_path.name)
+        if args.profile:
+            kernel = (args.kernels or ["indirect_bgemm"])[-1]
+            threads = args.num_threads[0]
+            print(
+                f"op profile: every op replayed alone in the LCE interpreter ({kernel}, "
+                f"{threads} thread(s))",
+                file=sys.stderr,
+            )
+            with heartbeat("profiling"):
+                profile = profile_host(
+                    flatbuffer,
+                    kernel=kernel,
+                    threads=threads,
+                    warmup=args.warmup if args.warmup is not None else 3,
+                    runs=args.runs or 20,
+                )
+            result["profile"] = profile.to_json()
+            table += f"\nop profile ({kernel}, {threads} thread(s)):\n\n{profile.markdown()}\n"
+            print(profile.table(), file=sys.stderr)
     result["markdown"] = table
     written = {output: (json.dumps(result, indent=2) + "\n").encode()}
     written[markdown_path] = table.encode()
@@ -387,6 +455,12 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         "(tf.lite.TFLiteConverter, XNNPACK on) and time it in the same run",
     )
     parser.add_argument("--save-baseline", help="write the float baseline .tflite here")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="time per op type and per layer (host: op-by-op replay; --remote: the tool's "
+        "op profiler)",
+    )
     parser.add_argument("--remote", metavar="USER@HOST", help="run lce_benchmark_model over ssh")
     parser.add_argument("--benchmark-binary", help="local path of lce_benchmark_model")
     parser.add_argument("--ssh-port", type=positive_int)

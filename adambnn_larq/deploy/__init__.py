@@ -3,7 +3,9 @@ Keras, latency benchmarks (host and board), and import of official PyTorch check
 
 One module per job: `flatbuffer` (read a .tflite), `convert` (audit and convert), `verify`
 (interpreter vs Keras), `benchmark` (host timing, float baseline), `remote`
-(``lce_benchmark_model`` over ssh), `tables` (their markdown), `pytorch_import` (checkpoints).
+(``lce_benchmark_model`` over ssh), `tables` (their markdown), `pytorch_import` (checkpoints),
+`fold` (the deployment graph of a ReActNet: constants folded, fewer float ops), `compress`
+(int8/float16 weight storage), `profile` (time per op: host replay, board op profiler).
 The core (`adambnn_larq` models, training, data, analysis) never imports this package.
 """
 
@@ -19,6 +21,7 @@ from adambnn_larq.deploy.benchmark import (
     time_configurations,
     time_interpreter,
 )
+from adambnn_larq.deploy.compress import CompressionResult, compress_weights, compressed_weights
 from adambnn_larq.deploy.convert import (
     ConversionResult,
     LayerFinding,
@@ -29,6 +32,8 @@ from adambnn_larq.deploy.convert import (
     load_keras_model,
 )
 from adambnn_larq.deploy.flatbuffer import io_details, op_census
+from adambnn_larq.deploy.fold import FoldedPReLU, NotFoldableError, fold_for_deployment
+from adambnn_larq.deploy.profile import OpTime, Profile, parse_op_profile, profile_host
 from adambnn_larq.deploy.pytorch_import import (
     REACTNET_A,
     RESNET34,
@@ -67,11 +72,16 @@ __all__ = [
     "BINARY_TABLE_HEADER",
     "BenchmarkError",
     "CheckpointError",
+    "CompressionResult",
     "Configuration",
     "ConversionError",
     "ConversionResult",
+    "FoldedPReLU",
     "ImportReport",
     "LayerFinding",
+    "NotFoldableError",
+    "OpTime",
+    "Profile",
     "PyTorchCheckpoint",
     "REACTNET_A",
     "RESNET34",
@@ -83,6 +93,8 @@ __all__ = [
     "benchmark_host",
     "binary_markdown_rows",
     "check_dtype_policy",
+    "compress_weights",
+    "compressed_weights",
     "convert_file",
     "convert_float_tflite",
     "convert_model",
@@ -90,6 +102,7 @@ __all__ = [
     "decide_step",
     "detect_architecture",
     "float_baseline",
+    "fold_for_deployment",
     "heartbeat",
     "host_info",
     "host_markdown",
@@ -102,9 +115,11 @@ __all__ = [
     "load_keras_model",
     "load_pytorch_checkpoint",
     "op_census",
+    "parse_op_profile",
     "output_tolerance",
     "parse_benchmark_output",
     "parse_system_info",
+    "profile_host",
     "random_inputs",
     "reactnet_a_expected_shapes",
     "resnet34_expected_shapes",

@@ -36,8 +36,10 @@ from tensorflow.core.framework.types_pb2 import DataType
 from tensorflow.lite.python.util import get_tensor_name
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from adambnn_larq.config import CONVERSION_ROUTES, TARGETS
+from adambnn_larq.config import CONVERSION_ROUTES, TARGETS, WEIGHT_STORAGES
+from adambnn_larq.deploy.compress import CompressionResult, compress_weights
 from adambnn_larq.deploy.flatbuffer import conv_signatures, io_details, op_census
+from adambnn_larq.deploy.fold import NotFoldableError, fold_for_deployment
 from adambnn_larq.errors import ConversionError, OutputError
 from adambnn_larq.logs import heartbeat, quiet_native_stderr
 from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
@@ -245,6 +247,8 @@ class ConversionResult:
         route: ``"keras"`` or ``"graphdef"``.
         target: ``"arm"`` or ``"xcore"``.
         io: `io_details` of the flatbuffer.
+        folded: whether `fold_for_deployment` rewrote the model before conversion.
+        compression: what ``weights="int8"|"float16"`` stored in fewer bits, or None.
     """
 
     flatbuffer: bytes
@@ -257,6 +261,8 @@ class ConversionResult:
     route: str
     target: str
     io: dict[str, list[dict[str, Any]]]
+    folded: bool = False
+    compression: CompressionResult | None = None
 
     @property
     def size_bytes(self) -> int:
@@ -294,6 +300,10 @@ class ConversionResult:
             f"float CONV_2D: {float_convs} ({float_convs - self.extra_float_convs} float by "
             f"design, e.g. the stem; {self.extra_float_convs} unexpected)"
         )
+        if self.folded:
+            lines.append("folded: RPReLU/RSign constants folded (adambnn_larq.deploy.fold)")
+        if self.compression is not None:
+            lines.append(self.compression.summary())
         for message in self.warnings:
             lines.append(f"warning: {message}")
         return "\n".join(lines)
@@ -389,6 +399,8 @@ def convert_model(
     route: str = "keras",
     strict: bool = False,
     progress: bool = False,
+    fold: bool = False,
+    weights: str = "float32",
 ) -> ConversionResult:
     """Convert a Larq Keras model with the Larq Compute Engine and audit the result.
 
@@ -405,6 +417,11 @@ def convert_model(
             (one trace, frozen, LCE's GraphDef converter; same ops, much faster here).
         strict: raise `ConversionError` if any binary layer is not accelerated.
         progress: print progress to stderr while the converter runs.
+        fold: convert `fold_for_deployment(model)` (a ReActNet of this package): the same
+            function with RPReLU/RSign constants folded and fewer float ops.
+        weights: ``"float32"`` (as converted), ``"int8"`` or ``"float16"``: store large float
+            weights (the classifier) in fewer bits (`compress_weights`); outputs then differ
+            from Keras by the rounding of those weights.
 
     Returns:
         A `ConversionResult`.
@@ -419,6 +436,8 @@ def convert_model(
     """
     if target not in TARGETS:
         raise ConversionError(f"target must be one of {TARGETS}, got {target!r}")
+    if weights not in WEIGHT_STORAGES:
+        raise ConversionError(f"weights must be one of {WEIGHT_STORAGES}, got {weights!r}")
     if route not in CONVERSION_ROUTES:
         raise ConversionError(f"route must be one of {CONVERSION_ROUTES}, got {route!r}")
     if default_int8_range is not None:
@@ -440,6 +459,12 @@ def convert_model(
             "produce an ordinary float TFLite model. Convert float models with "
             "tf.lite.TFLiteConverter, or pass the binary (step-1/step-2) model."
         )
+    trained = model
+    if fold:
+        try:
+            model = fold_for_deployment(model)
+        except NotFoldableError as error:
+            raise ConversionError(f"cannot fold: {error}") from error
     start = time.monotonic()
     notes: list[str] = []
     with (
@@ -455,6 +480,10 @@ def convert_model(
                 model, target=target, int8_io=int8_io, default_int8_range=default_int8_range
             )
     seconds = time.monotonic() - start
+    compression = None
+    if weights != "float32":
+        compression = compress_weights(flatbuffer, weights)
+        flatbuffer = compression.flatbuffer
     census = op_census(flatbuffer)
     io = io_details(flatbuffer)
     if int8_io and not all(e["dtype"] == "int8" for e in io["inputs"] + io["outputs"]):
@@ -488,7 +517,7 @@ def convert_model(
             + " (LCE needs the sign directly before the conv: no pad, reshape or other op "
             "between them)"
         )
-    float_by_design = sum(_float_conv_signatures(model).values())
+    float_by_design = sum(_float_conv_signatures(trained).values())
     extra_float = max(0, census.get("CONV_2D", 0) - float_by_design)
     if default_int8_range is not None:
         messages.append(
@@ -506,6 +535,8 @@ def convert_model(
         route=route,
         target=target,
         io=io,
+        folded=fold,
+        compression=compression,
     )
     unaccelerated = [f for f in findings if f.kind == "unaccelerated"] or missing
     if strict and unaccelerated:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from adambnn_larq.config import KERNELS
+from adambnn_larq.deploy.profile import parse_op_profile
 from adambnn_larq.errors import BenchmarkError
 
 # Numbers in the tool's output may be printed in C++ stream style, e.g. "2.95034e+06".
@@ -198,6 +199,7 @@ def benchmark_binary(
     warmup_runs: int = 5,
     use_xnnpack: bool = False,
     progress: bool = True,
+    profile: bool = False,
 ) -> dict[str, Any]:
     """Run ``lce_benchmark_model`` on ``model_path``, locally or on a remote board.
 
@@ -214,6 +216,8 @@ def benchmark_binary(
         num_runs / warmup_runs: passed to the tool.
         use_xnnpack: ``--use_xnnpack``.
         progress: print each result to stderr.
+        profile: also ``--enable_op_profiling=true``; each run then carries its op profile
+            (`parse_op_profile`, JSON) under ``profile``.
 
     Returns:
         A JSON-ready dict: ``system`` (board, OS, bitness), ``runs`` (one per configuration
@@ -270,6 +274,8 @@ def benchmark_binary(
                 ]
                 if kernel == "indirect_bgemm":
                     flags.append("--use_indirect_bgemm=true")
+                if profile:
+                    flags.append("--enable_op_profiling=true")
                 command = " ".join(shlex.quote(part) for part in [executable, *flags])
                 before = _thermal(shell)
                 completed = shell.run(command, check=False)
@@ -284,17 +290,21 @@ def benchmark_binary(
                     timings = parse_benchmark_output(output)
                 except BenchmarkError as error:
                     raise BenchmarkError(f"{binary.name} on {shell.where}: {error}") from error
-                runs.append(
-                    {
-                        "threads": thread_count,
-                        "kernel": kernel,
-                        "xnnpack": use_xnnpack,
-                        **timings,
-                        "before": before,
-                        "after": after,
-                        "command": command,
-                    }
-                )
+                run = {
+                    "threads": thread_count,
+                    "kernel": kernel,
+                    "xnnpack": use_xnnpack,
+                    **timings,
+                    "before": before,
+                    "after": after,
+                    "command": command,
+                }
+                if profile:
+                    try:
+                        run["profile"] = parse_op_profile(output).to_json()
+                    except ValueError as error:
+                        raise BenchmarkError(f"{binary.name} on {shell.where}: {error}") from error
+                runs.append(run)
                 _say(
                     f"  {thread_count} thread(s), {kernel}: Inference (avg) "
                     f"{timings['inference_avg_ms']:.2f} ms",
