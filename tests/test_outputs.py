@@ -97,6 +97,7 @@ def test_convert_report_failing_late_leaves_no_tflite(tmp_path, monkeypatch, cap
         target = route = "arm"
         size_bytes, census, binary_convs, missing_bconvs, warnings, io = 4, {}, [], [], [], {}
         all_binary_convs_converted, seconds = True, 0.0
+        folded, compression = False, None
 
         def summary(self):
             return "summary"
