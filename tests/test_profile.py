@@ -40,7 +40,7 @@ def test_each_replayed_op_computes_what_it_computes_in_the_whole_model(rng):
     whole.allocate_tensors()
     whole.set_tensor(whole.get_input_details()[0]["index"], image)
     whole.invoke()
-    model = profiling._read(flatbuffer)
+    model = profiling.read_model(flatbuffer)
     graph = model.subgraphs[0]
     assert len(graph.operators) >= 4
     for position, op in enumerate(graph.operators):

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
 from adambnn_larq.config import WEIGHT_STORAGES
+from adambnn_larq.deploy.flatbuffer import builtin_code, op_type, read_model, write_model
 
 #: The compressed formats ("float32" stores weights as they are).
 WEIGHT_FORMATS: tuple[str, ...] = tuple(f for f in WEIGHT_STORAGES if f != "float32")
@@ -33,7 +33,6 @@ WEIGHT_FORMATS: tuple[str, ...] = tuple(f for f in WEIGHT_STORAGES if f != "floa
 #: Weights with fewer elements stay float32: a few kB (e.g. the stem) are not worth an op.
 DEFAULT_MIN_ELEMENTS = 4096
 
-_TFLITE_FILE_ID = b"TFL3"
 #: Op -> (input index of its weights, axis of the output channel in that tensor).
 _WEIGHT_INPUTS = {
     schema.BuiltinOperator.FULLY_CONNECTED: (1, 0),  # [out, in]
@@ -123,21 +122,9 @@ def dequantize_per_channel(q: np.ndarray, scales: np.ndarray, axis: int) -> np.n
     return q.astype(np.float32) * scales.reshape(shape)
 
 
-def _builtin(code) -> int:
-    # Builtin codes above 127 live in `builtinCode`; older files only set the deprecated one.
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
-
-
-def _op_name(builtin: int) -> str:
-    for key, value in vars(schema.BuiltinOperator).items():
-        if value == builtin and not key.startswith("_"):
-            return key
-    return f"BUILTIN_{builtin}"
-
-
 def _opcode_index(model, builtin: int, version: int) -> int:
     for index, code in enumerate(model.operatorCodes):
-        if _builtin(code) == builtin:
+        if builtin_code(code) == builtin:
             code.version = max(code.version, version)
             return index
     code = schema.OperatorCodeT()
@@ -171,9 +158,7 @@ def compress_weights(
         raise ValueError(
             f"unknown weight format {weight_format!r}; choose one of {list(WEIGHT_FORMATS)}"
         )
-    if len(flatbuffer) < 8 or flatbuffer[4:8] != _TFLITE_FILE_ID:
-        raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' file identifier)")
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0))
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
     consumers_of: dict[int, list[int]] = {}
     for position, op in enumerate(graph.operators):
@@ -185,7 +170,7 @@ def compress_weights(
     compressed: list[CompressedTensor] = []
     seen: set[int] = set()
     for op in graph.operators:
-        builtin = _builtin(model.operatorCodes[op.opcodeIndex])
+        builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
         if builtin not in _WEIGHT_INPUTS or op.inputs is None:
             continue
         input_position, axis = _WEIGHT_INPUTS[builtin]
@@ -246,7 +231,7 @@ def compress_weights(
         compressed.append(
             CompressedTensor(
                 name=tensor.name.decode(),
-                op=_op_name(builtin),
+                op=op_type(model, op),
                 shape=shape,
                 bytes_before=4 * weights.size,
                 bytes_after=bytes_after,
@@ -258,10 +243,8 @@ def compress_weights(
     for position, dequantize in sorted(inserts, key=lambda item: item[0], reverse=True):
         graph.operators.insert(position, dequantize)
 
-    builder = flatbuffers.Builder(len(flatbuffer))
-    builder.Finish(model.Pack(builder), file_identifier=_TFLITE_FILE_ID)
     return CompressionResult(
-        flatbuffer=bytes(builder.Output()),
+        flatbuffer=write_model(model),
         weight_format=weight_format,
         tensors=compressed,
         size_before=len(flatbuffer),
@@ -275,14 +258,12 @@ def compressed_weights(flatbuffer: bytes) -> dict[str, str]:
     (what `compress_weights` and TFLite's float16 option write). ``verify`` uses this to judge
     such a file by top-1 agreement rather than LCE's elementwise tolerance.
     """
-    if len(flatbuffer) < 8 or flatbuffer[4:8] != _TFLITE_FILE_ID:
-        raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' file identifier)")
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0))
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
     formats = {schema.TensorType.INT8: "int8", schema.TensorType.FLOAT16: "float16"}
     found = {}
     for op in graph.operators:
-        if _builtin(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.DEQUANTIZE:
+        if builtin_code(model.operatorCodes[op.opcodeIndex]) != schema.BuiltinOperator.DEQUANTIZE:
             continue
         source = graph.tensors[op.inputs[0]]
         data = model.buffers[source.buffer].data

@@ -1,5 +1,6 @@
-"""Read a ``.tflite`` flatbuffer with TensorFlow's schema: its op census and its inputs and
-outputs, without running it.
+"""Read (and write) a ``.tflite`` flatbuffer with TensorFlow's schema: its op census and its
+inputs and outputs, without running it; `read_model` / `write_model` for the graph rewrites of
+`adambnn_larq.deploy.compress` and the op replay of `adambnn_larq.deploy.profile`.
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import flatbuffers
 import numpy as np
 from flatbuffers import flexbuffers
 from tensorflow.lite.python import schema_py_generated
@@ -20,9 +22,17 @@ def _schema():
     return schema_py_generated
 
 
-def _read_flatbuffer(flatbuffer: bytes):
+_FILE_IDENTIFIER = b"TFL3"
+
+
+def read_model(flatbuffer: bytes):
+    """The model as TensorFlow's flatbuffer object API (``schema_py_generated.ModelT``).
+
+    Raises:
+        ValueError: not a TFLite flatbuffer, or a corrupt one.
+    """
     schema = _schema()
-    if len(flatbuffer) < 8 or flatbuffer[4:8] != b"TFL3":
+    if len(flatbuffer) < 8 or flatbuffer[4:8] != _FILE_IDENTIFIER:
         raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' file identifier)")
     try:
         return schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0))
@@ -30,21 +40,34 @@ def _read_flatbuffer(flatbuffer: bytes):
         raise ValueError(f"corrupt TFLite flatbuffer ({type(error).__name__}: {error})") from error
 
 
+def write_model(model) -> bytes:
+    """The ``.tflite`` bytes of a (modified) `read_model` object."""
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def builtin_code(code) -> int:
+    """The builtin operator of an ``OperatorCodeT``."""
+    # Builtin codes above 127 live in `builtinCode`; older files only set the deprecated one.
+    return max(code.builtinCode, code.deprecatedBuiltinCode)
+
+
+def op_type(model, op) -> str:
+    """An operator's name: the custom code (``LceBconv2d``) or the builtin name (``ADD``)."""
+    schema = _schema()
+    builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
+    if builtin == schema.BuiltinOperator.CUSTOM:
+        return model.operatorCodes[op.opcodeIndex].customCode.decode()
+    for key, value in vars(schema.BuiltinOperator).items():
+        if value == builtin and not key.startswith("_"):
+            return key
+    return f"BUILTIN_{builtin}"
+
+
 def _op_names(model) -> list[str]:
     """Name of every operator of the main subgraph, in execution order."""
-    schema = _schema()
-    names = {
-        value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")
-    }
-    codes = []
-    for code in model.operatorCodes:
-        # Builtin codes above 127 live in `builtinCode`; older files only set the deprecated one.
-        builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-        if builtin == schema.BuiltinOperator.CUSTOM:
-            codes.append(code.customCode.decode())
-        else:
-            codes.append(names.get(builtin, f"BUILTIN_{builtin}"))
-    return [codes[op.opcodeIndex] for op in model.subgraphs[0].operators]
+    return [op_type(model, op) for op in model.subgraphs[0].operators]
 
 
 def op_census(flatbuffer: bytes) -> Counter[str]:
@@ -62,7 +85,7 @@ def op_census(flatbuffer: bytes) -> Counter[str]:
     Raises:
         ValueError: the bytes are not a TFLite model.
     """
-    return Counter(_op_names(_read_flatbuffer(flatbuffer)))
+    return Counter(_op_names(read_model(flatbuffer)))
 
 
 def io_details(flatbuffer: bytes) -> dict[str, list[dict[str, Any]]]:
@@ -72,7 +95,7 @@ def io_details(flatbuffer: bytes) -> dict[str, list[dict[str, Any]]]:
         ``{"inputs": [...], "outputs": [...]}``, each entry with ``shape``, ``dtype`` and, for
         quantized tensors, ``scale`` and ``zero_point``.
     """
-    model = _read_flatbuffer(flatbuffer)
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
 
     def describe(index: int) -> dict[str, Any]:
@@ -96,7 +119,7 @@ def io_details(flatbuffer: bytes) -> dict[str, list[dict[str, Any]]]:
 
 def conv_signatures(flatbuffer: bytes) -> dict[str, Counter]:
     """(kh, kw, in, out, stride_h, stride_w) of every LceBconv2d and float CONV_2D."""
-    model = _read_flatbuffer(flatbuffer)
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
     found: dict[str, Counter] = {"LceBconv2d": Counter(), "CONV_2D": Counter()}
     for op, name in zip(graph.operators, _op_names(model)):

@@ -29,7 +29,8 @@ import flatbuffers
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
 
-_TFLITE_FILE_ID = b"TFL3"
+from adambnn_larq.deploy.flatbuffer import op_type, read_model, write_model
+
 _NUMPY_TYPES = {
     schema.TensorType.FLOAT32: np.float32,
     schema.TensorType.INT32: np.int32,
@@ -245,29 +246,6 @@ def parse_op_profile(text: str) -> Profile:
 # ----------------------------------------------------------------------------- host replay
 
 
-def _read(flatbuffer: bytes):
-    if len(flatbuffer) < 8 or flatbuffer[4:8] != _TFLITE_FILE_ID:
-        raise ValueError("not a TFLite flatbuffer (missing the 'TFL3' file identifier)")
-    return schema.ModelT.InitFromObj(schema.Model.GetRootAs(flatbuffer, 0))
-
-
-def _pack(model) -> bytes:
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=_TFLITE_FILE_ID)
-    return bytes(builder.Output())
-
-
-def _op_type(model, op) -> str:
-    code = model.operatorCodes[op.opcodeIndex]
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
-    if builtin == schema.BuiltinOperator.CUSTOM:
-        return code.customCode.decode()
-    for key, value in vars(schema.BuiltinOperator).items():
-        if value == builtin and not key.startswith("_"):
-            return key
-    return f"BUILTIN_{builtin}"
-
-
 def _is_constant(model, tensor) -> bool:
     data = model.buffers[tensor.buffer].data
     return data is not None and len(data) > 0
@@ -319,7 +297,7 @@ def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: l
     subgraph.tensors = tensors
     subgraph.name = b"main"
     new.subgraphs = [subgraph]
-    return _pack(new)
+    return write_model(new)
 
 
 def _pack_tensor(tensor) -> bytes:
@@ -390,7 +368,7 @@ def profile_host(
     Returns:
         A `Profile` with ``whole_model_ms`` measured in the same run.
     """
-    model = _read(flatbuffer)
+    model = read_model(flatbuffer)
     graph = model.subgraphs[0]
     rng = np.random.default_rng(seed)
 
@@ -410,7 +388,7 @@ def profile_host(
             copy_only = _submodel(model, None, variable, variable)
             ms -= _median_ms(_interpreter(copy_only, kernel, threads), data, warmup, runs)
         name = graph.tensors[outputs[0]].name.decode() if outputs else ""
-        ops.append(OpTime(index=position, op=_op_type(model, op), name=name, ms=max(ms, 0.0)))
+        ops.append(OpTime(index=position, op=op_type(model, op), name=name, ms=max(ms, 0.0)))
         if progress is not None:
             progress(position + 1, len(graph.operators))
     settings = {"kernel": kernel, "threads": threads, "warmup": warmup, "runs": runs}
