@@ -55,8 +55,13 @@ Architecture = Literal["reactnet_a", "resnet34"]
 #: criterion): elementwise ``|tflite - keras| <= atol + rtol * |keras|``.
 DEFAULT_ATOL = 1e-3
 DEFAULT_RTOL = 1e-3
+#: Top-1 agreement verify requires of a file whose weights are stored int8/float16 (unless
+#: given): their rounding moves every logit, so the elementwise tolerance is reported instead.
+COMPRESSED_MIN_AGREEMENT = 0.99
 
 DATASET_NAMES = choices(Dataset)
+#: The datasets held in memory as arrays, whose augmentation can be switched off.
+SMALL_IMAGE_DATASETS = ("mnist", "fashion_mnist", "cifar10")
 MODELS = choices(ModelName)
 SCHEDULES = choices(Schedule)
 OPTIMIZERS = choices(Optimizer)
@@ -86,6 +91,9 @@ class TrainConfig:
     # epoch is evaluated on (best checkpoint, step 2's start), never trained on.
     validation_size: int = 0
     evaluate_test: bool = True  # False: the test split is never read (choosing hyperparameters)
+    # Small-image datasets' pad-and-crop / flip. Off, every epoch sees the same images, so a
+    # distillation teacher's outputs are computed once and cached instead of every step.
+    augment: bool = True
     # Network
     model: ModelName = "reactnet_a"
     input_size: int | None = None  # default: the dataset's
@@ -99,6 +107,7 @@ class TrainConfig:
     # Optimizer
     optimizer: Optimizer = "adam"
     learning_rate: float = 1.25e-3  # used as given; scale it yourself for other batch sizes
+    learning_rate_step2: float | None = None  # two-step only; None: learning_rate
     lr_schedule: LrSchedule = "linear"
     warmup_epochs: float = 0.0  # step-linear only: linear warm-up at the start of each step
     adam_beta_1: float = 0.9
@@ -143,6 +152,21 @@ class TrainConfig:
             raise ConfigError(
                 f"warmup_epochs={self.warmup_epochs} needs lr_schedule=step-linear (the "
                 "per-epoch schedules have no warm-up)"
+            )
+        if self.learning_rate_step2 is not None:
+            if self.schedule != "two-step":
+                raise ConfigError(
+                    f"learning_rate_step2={self.learning_rate_step2} needs schedule=two-step "
+                    f"(schedule={self.schedule} has no second step)"
+                )
+            if self.learning_rate_step2 < 0:
+                raise ConfigError(
+                    f"learning_rate_step2 must be >= 0, got {self.learning_rate_step2}"
+                )
+        if not self.augment and self.dataset not in SMALL_IMAGE_DATASETS:
+            raise ConfigError(
+                f"augment=false is supported for {', '.join(SMALL_IMAGE_DATASETS)} (in-memory "
+                f"small images), not {self.dataset}"
             )
         if self.validation_size < 0:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")

@@ -559,6 +559,7 @@ def run_study(
     study = load_study(name, smoke=smoke, datasets=datasets, runs=runs, overrides=overrides)
     output = Path(output_dir)
     sections = []
+    tuned_finals = []  # the final runs with their arm's chosen rate (as given when skipped)
     for dataset in study.datasets:
         sweeps = [run for run in study.sweeps if run.dataset == dataset]
         finals = [run for run in study.finals if run.dataset == dataset]
@@ -567,6 +568,7 @@ def run_study(
         except data.DataNotFoundError as error:
             print(f"[study] {dataset}: skipped, its data is not available ({error})", flush=True)
             sections.append({"dataset": dataset, "skipped": f"the data is not available: {error}"})
+            tuned_finals += finals
             continue
         folder = output / dataset / "runs"
         _train_all(sweeps, folder, verbose, jobs)
@@ -592,6 +594,7 @@ def run_study(
                 run.config, learning_rate=rates[run.arm]))  # fmt: skip
             for run in finals
         ]
+        tuned_finals += finals
         _train_all(finals, folder, verbose, jobs)
         first_seed = [run for run in finals if run.config.seed == study.seeds[0]]
         analyze([folder / r.directory for r in first_seed], output / dataset / REPORT_DIR,
@@ -609,13 +612,7 @@ def run_study(
         sections.append({"dataset": dataset, "sweep": sweep_rows, "learning_rates": rates,
                          "rows": rows, "findings": findings(rows), "below_chance_margin": below,
                          "training_minutes": minutes})  # fmt: skip
-    study = dataclasses.replace(study, finals=[
-        dataclasses.replace(run, config=dataclasses.replace(
-            run.config, learning_rate=next(
-                (s["learning_rates"][run.arm] for s in sections
-                 if s["dataset"] == run.dataset and "learning_rates" in s),
-                run.config.learning_rate)))
-        for run in study.finals])  # fmt: skip
+    study = dataclasses.replace(study, finals=tuned_finals)
     seconds = time.perf_counter() - started
     command = command or f"adambnn study {name}" + (" --smoke" if smoke else "")
     title = "The paper study" + (" (smoke)" if smoke else "")

@@ -24,7 +24,9 @@ class BNNTrainer(tf.keras.Model):
     """Trains ``student`` with ``model.fit``: AdamBNN's loss and weight decay around any model.
 
     Loss: distillation from a frozen ``teacher`` (run in inference mode on the same augmented
-    batch), or cross-entropy with the labels and optional label smoothing when there is no
+    batch) or from the teacher's logits cached in the data (batches of ``(images, labels,
+    teacher_logits)``, see `make_dataset`'s ``soft_targets``; the teacher is then not run), or
+    cross-entropy with the labels and optional label smoothing when there is no
     teacher. Weight decay on ``decayed`` variables only (default: `decayed_variables`):
 
     - ``"coupled"``: PyTorch's ``weight_decay`` (L2 added to the gradient before Adam's
@@ -101,7 +103,9 @@ class BNNTrainer(tf.keras.Model):
         for variable in self.gradient_abs_max:
             variable.assign(tf.zeros_like(variable))
 
-    def _per_example_loss(self, images, labels, logits):
+    def _per_example_loss(self, images, labels, logits, teacher_logits=None):
+        if teacher_logits is not None:
+            return distillation_loss(teacher_logits, logits)
         if self.teacher is not None:
             return distillation_loss(self.teacher(images, training=False), logits)
         num_classes = tf.shape(logits)[-1]
@@ -121,11 +125,12 @@ class BNNTrainer(tf.keras.Model):
     # on every layer call (~6x slower tracing); these steps have no tensor-dependent control flow.
     @tf.autograph.experimental.do_not_convert
     def train_step(self, data):
-        images, labels = data
+        images, labels, *cached = data
+        teacher_logits = cached[0] if cached else None
         variables = self.student.trainable_variables
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
-            per_example = self._per_example_loss(images, labels, logits)
+            per_example = self._per_example_loss(images, labels, logits, teacher_logits)
             # Scaled by the global batch: replica gradients are summed, not averaged.
             loss = tf.nn.compute_average_loss(per_example)
             # Divided by the replica count so that the summed replica gradients add lambda*w once.
@@ -162,7 +167,7 @@ class BNNTrainer(tf.keras.Model):
 
     @tf.autograph.experimental.do_not_convert
     def test_step(self, data):
-        images, labels = data
+        images, labels = data[:2]
         logits = self.student(images, training=False)
         num_classes = tf.shape(logits)[-1]
         targets = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), num_classes)

@@ -164,8 +164,17 @@ class _EpochReport(tf.keras.callbacks.Callback):
         return self.batches * self.batch_size / max(elapsed, 1e-9)
 
 
+def _train_split(config: TrainConfig, info) -> str:
+    held_out = config.validation_size
+    return f"{info.train_split}[:-{held_out}]" if held_out else info.train_split
+
+
 def _datasets(config: TrainConfig, info):
-    def make(split: str, *, training: bool, epoch: int = 0, limit=None) -> tf.data.Dataset:
+    def make(
+        split: str, *, training: bool, epoch: int = 0, limit=None, soft_targets=None
+    ) -> tf.data.Dataset:
+        # augment is passed only when off, so that every dataset keeps its own default.
+        options = {} if config.augment else {"augment": False}
         return data.make_dataset(
             config.dataset,
             split,
@@ -176,6 +185,8 @@ def _datasets(config: TrainConfig, info):
             data_dir=config.data_dir,
             limit=limit,
             image_size=config.input_size,
+            soft_targets=soft_targets,
+            **options,
         )
 
     # The pipelines are global batches; each worker of a multi-worker run takes its share
@@ -184,10 +195,16 @@ def _datasets(config: TrainConfig, info):
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     held_out = config.validation_size
-    train_split = f"{info.train_split}[:-{held_out}]" if held_out else info.train_split
+    train_split = _train_split(config, info)
 
-    def train_dataset(epoch: int) -> tf.data.Dataset:
-        dataset = make(train_split, training=True, epoch=epoch, limit=config.train_limit)
+    def train_dataset(epoch: int, soft_targets=None) -> tf.data.Dataset:
+        dataset = make(
+            train_split,
+            training=True,
+            epoch=epoch,
+            limit=config.train_limit,
+            soft_targets=soft_targets,
+        )
         return dataset.with_options(options)
 
     def test() -> tf.data.Dataset:
@@ -244,6 +261,7 @@ def run_stage(
     strategy: tf.distribute.Strategy,
     init_weights: Path | None = None,
     extra_callbacks: Callable[[tf.keras.Model], list] | None = None,
+    teacher_logits: np.ndarray | None = None,
     verbose: int = 1,
 ) -> dict[str, Any]:
     """Train one stage to completion, resuming from its checkpoint; returns its result.
@@ -261,6 +279,8 @@ def run_stage(
         init_weights: a model file whose variables initialize the network (step 2 from step
             1's best), used only when the stage starts fresh.
         extra_callbacks: network -> more Keras callbacks (analysis).
+        teacher_logits: the teacher's logits of every training image (see
+            `cache_teacher_logits`), carried by the training batches.
         verbose: Keras progress bar mode.
 
     Returns:
@@ -323,7 +343,7 @@ def run_stage(
     for epoch in range(int(epoch_var.numpy()), epochs):
         started = time.perf_counter()
         history = trainer.fit(
-            train_dataset(epoch),
+            train_dataset(epoch, teacher_logits),
             epochs=epochs,
             initial_epoch=epoch,
             steps_per_epoch=steps_per_epoch,
@@ -465,6 +485,8 @@ def _teacher_cache_key(config: TrainConfig, info) -> str:
         config.seed,
         info.input_shape,
     ]
+    if not config.augment:  # appended only when off: earlier caches keep their keys
+        fields.append("no augmentation")
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -517,6 +539,32 @@ def prepare_teacher(
         "teacher_test_accuracy": result.get("test_accuracy"),
         "teacher_validation_accuracy": result.get("validation_accuracy"),
     }
+
+
+def cache_teacher_logits(
+    teacher: tf.keras.Model, config: TrainConfig, info, *, batch_size: int = 512
+) -> np.ndarray:
+    """The teacher's logits of every training image, in the split's order, for a run without
+    augmentation (``augment=false``): its images are the same every epoch and in both steps,
+    so the teacher runs once per image instead of once per image, epoch and step.
+
+    Returns:
+        float32 (N, classes), row i for the split's image i (after ``train_limit``).
+    """
+    if config.augment:
+        raise ValueError("teacher logits can be cached only with augment=false")
+    dataset = data.make_dataset(
+        config.dataset,
+        _train_split(config, info),
+        batch_size=batch_size,
+        training=False,
+        data_dir=config.data_dir,
+        limit=config.train_limit,
+        image_size=config.input_size,
+        augment=False,
+    )
+    forward = tf.function(lambda images: teacher(images, training=False))
+    return np.concatenate([forward(images).numpy() for images, _ in dataset]).astype(np.float32)
 
 
 def _check_teacher_file(config: TrainConfig) -> None:
@@ -582,7 +630,9 @@ def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
         fix = f"restore it, choose another --run-dir or delete {run_dir}"
     else:
         current = json.loads(config.to_json())
-        changed = sorted(k for k in current if previous.get(k) != current[k])
+        # A field added after the run was written counts as its default value.
+        defaults = json.loads(TrainConfig().to_json())
+        changed = sorted(k for k in current if previous.get(k, defaults[k]) != current[k])
         if not changed:
             return False
         problem = (
@@ -665,10 +715,19 @@ def train(
     warning = idle_epochs_warning(config.lr_schedule, config.epochs)
     if warning:
         print(f"warning: {warning}", flush=True)
-    teacher = None
+    teacher = teacher_logits = None
     if config.distillation:
         teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
         summary.update(teacher_summary)
+        if not config.augment:
+            started = time.perf_counter()
+            teacher_logits = cache_teacher_logits(teacher, config, info)
+            print(
+                f"[teacher] logits of {len(teacher_logits)} training images cached "
+                f"(augment=false) in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+            teacher = None  # the students read the cached logits; the teacher is not run
 
     steps = schedule_steps(config)
     # Gradient statistics read per-replica gradients; they are defined for one replica only.
@@ -677,10 +736,14 @@ def train(
         step_dir = run_dir / step.name
         tf.keras.utils.set_random_seed(config.seed + index)
 
-        def optimizer_factory(steps_per_epoch: int):
+        learning_rate = config.learning_rate
+        if index == 1 and config.learning_rate_step2 is not None:
+            learning_rate = config.learning_rate_step2
+
+        def optimizer_factory(steps_per_epoch: int, learning_rate=learning_rate):
             schedule = learning_rate_schedule(
                 config.lr_schedule,
-                config.learning_rate,
+                learning_rate,
                 epochs=config.epochs,
                 steps_per_epoch=steps_per_epoch,
                 warmup_epochs=config.warmup_epochs,
@@ -719,6 +782,7 @@ def train(
             extra_callbacks=_analysis_callbacks(
                 config, info, step_dir, run_dir, index == 0, single_replica
             ),
+            teacher_logits=teacher_logits,
             verbose=verbose,
         )
         summary["steps"].append(
@@ -728,6 +792,7 @@ def train(
                 "binary_weights": step.binary_weights,
                 "binary_activations": step.binary_activations,
                 "weight_decay": step.weight_decay,
+                "learning_rate": learning_rate,
                 **result,
             }
         )

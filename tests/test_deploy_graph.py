@@ -19,6 +19,7 @@ from test_lce_conversion import ATOL, RTOL, short_fit, smooth_images
 
 import adambnn_larq as ab
 from adambnn_larq import deploy as lce_tools
+from adambnn_larq.config import COMPRESSED_MIN_AGREEMENT
 from adambnn_larq.deploy.compress import compress_weights, compressed_weights
 from adambnn_larq.deploy.fold import (
     FoldedPReLU,
@@ -26,6 +27,7 @@ from adambnn_larq.deploy.fold import (
     fold_for_deployment,
     prelu_form,
 )
+from adambnn_larq.deploy.verify import verify_criteria
 from adambnn_larq.layers import RPReLU, RSign
 
 
@@ -268,6 +270,20 @@ def test_compression_errors_and_thresholds(rng):
         compress_weights(flatbuffer, "int4")
     with pytest.raises(ValueError, match="not a TFLite flatbuffer"):
         compress_weights(b"not a model at all", "int8")
+
+
+def test_verify_criteria_exact_and_compressed_files():
+    exact = verify_criteria({})
+    assert (exact.min_agreement, exact.min_within) == (1.0, 1.0)
+    assert (verify_criteria({}, min_agreement=0.5, min_within=0.9).min_within) == 0.9
+    compressed = {"w1": "int8", "w2": "float16"}
+    default = verify_criteria(compressed)
+    assert (default.min_agreement, default.min_within) == (COMPRESSED_MIN_AGREEMENT, 0.0)
+    assert "2 weight tensor(s) stored as float16/int8" in default.reason
+    assert "not required" in default.reason
+    given = verify_criteria(compressed, min_agreement=0.9, min_within=0.5)
+    assert (given.min_agreement, given.min_within) == (0.9, 0.5)
+    assert ">= 90%" in given.reason and "required as given" in given.reason
 
 
 # ----------------------------------------------------------------------------- ReActNet-A

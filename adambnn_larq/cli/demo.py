@@ -23,7 +23,7 @@ def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
     print(
         f"verification: {verification['samples']} test images, "
         f"{verification['within_tolerance']:.1%} within tolerance, max |diff| "
-        f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.0%}"
+        f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.1%}"
     )
     print(f"host latency (LCE, 1 thread, median): {result['latency_ms_median']:.2f} ms")
     print(f"analysis report: {result['report']}")

@@ -17,6 +17,7 @@ from adambnn_larq.cli.arguments import (
 )
 from adambnn_larq.config import (
     ARCHITECTURES,
+    COMPRESSED_MIN_AGREEMENT,
     CONVERSION_ROUTES,
     DEFAULT_ATOL,
     DEFAULT_RTOL,
@@ -25,10 +26,6 @@ from adambnn_larq.config import (
     TARGETS,
     WEIGHT_STORAGES,
 )
-
-#: verify's criterion for a file whose weights are stored in int8/float16 (unless given):
-#: weight rounding moves every logit, so the elementwise tolerance is reported, not required.
-COMPRESSED_MIN_AGREEMENT = 0.99
 
 
 def _convert_command(args: argparse.Namespace) -> int:
@@ -91,7 +88,12 @@ def _verify_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.compress import compressed_weights
     from adambnn_larq.deploy.convert import load_keras_model
     from adambnn_larq.deploy.flatbuffer import io_details
-    from adambnn_larq.deploy.verify import dataset_inputs, random_inputs, verify_conversion
+    from adambnn_larq.deploy.verify import (
+        dataset_inputs,
+        random_inputs,
+        verify_conversion,
+        verify_criteria,
+    )
     from adambnn_larq.logs import heartbeat
     from adambnn_larq.rundir import atomic_write_text, check_writable_file
 
@@ -106,21 +108,12 @@ def _verify_command(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CommandError(f"{tflite_path}: {error}") from error
     compressed = compressed_weights(flatbuffer)
-    min_agreement, min_within = args.min_agreement, args.min_within
+    criteria = verify_criteria(
+        compressed, min_agreement=args.min_agreement, min_within=args.min_within
+    )
     if compressed:
-        formats = sorted(set(compressed.values()))
-        print(
-            f"{tflite_path}: {len(compressed)} weight tensor(s) stored as {'/'.join(formats)}: "
-            "outputs differ from Keras by their rounding; judged by top-1 agreement "
-            f"(>= {min_agreement if min_agreement is not None else COMPRESSED_MIN_AGREEMENT:.0%})"
-            ", the elementwise tolerance is reported"
-            + (" and required as given" if min_within is not None else ", not required"),
-            file=sys.stderr,
-        )
-        min_agreement = COMPRESSED_MIN_AGREEMENT if min_agreement is None else min_agreement
-        min_within = 0.0 if min_within is None else min_within
-    min_agreement = 1.0 if min_agreement is None else min_agreement
-    min_within = 1.0 if min_within is None else min_within
+        print(f"{tflite_path}: {criteria.reason}", file=sys.stderr)
+    min_agreement, min_within = criteria.min_agreement, criteria.min_within
     model = load_keras_model(args.model)
     shape = tuple(model.input_shape[1:])
     tflite_shape = tuple(io["inputs"][0]["shape"][1:])

@@ -169,6 +169,7 @@ def dataset_from_arrays(
     input_context: Any = None,
     limit: int | None = None,
     pad_to: int | None = None,
+    soft_targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """The in-memory small-image pipeline behind MNIST, Fashion-MNIST and CIFAR-10.
 
@@ -194,14 +195,24 @@ def dataset_from_arrays(
         limit: use only the first ``limit`` examples (the arrays stay cached whole).
         pad_to: zero-pad every image symmetrically to ``pad_to`` x ``pad_to`` first (e.g.
             28 -> 32, so that a network can halve the resolution three times: 32, 16, 8, 4).
+        soft_targets: float (N, K), one row per image (e.g. a teacher's cached logits), carried
+            through the same shuffle as a third element of every batch.
 
     Returns:
-        A `tf.data.Dataset` of (float32 (B, H, W, C'), int32 (B,)).
+        A `tf.data.Dataset` of (float32 (B, H, W, C'), int32 (B,)), with float32 (B, K) soft
+        targets as a third element when given.
     """
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
         raise ValueError(
             f"images must be uint8 (N, H, W, C) with one label each; got {images.dtype} "
             f"{images.shape} and {len(labels)} labels."
+        )
+    if soft_targets is not None and (
+        soft_targets.ndim != 2 or len(soft_targets) < min(len(images), limit or len(images))
+    ):
+        raise ValueError(
+            f"soft_targets must be (N, K) with a row for each of the {len(images)} images "
+            f"(or the first limit={limit}); got shape {soft_targets.shape}."
         )
     if channels not in (None, images.shape[-1]) and not (channels == 3 and images.shape[-1] == 1):
         raise ValueError(f"cannot turn {images.shape[-1]} channels into {channels}.")
@@ -232,6 +243,9 @@ def dataset_from_arrays(
     images_t = _as_constant(images)
     labels_t = _as_constant(np.asarray(labels, dtype=np.int32))
     repeat = channels == 3 and images.shape[-1] == 1
+    targets_t = None
+    if soft_targets is not None:
+        targets_t = _as_constant(np.asarray(soft_targets[:count], dtype=np.float32))
 
     def assemble(index, offset, flip_):
         x = tf.gather(images_t, index)
@@ -240,7 +254,9 @@ def dataset_from_arrays(
         x = normalize(x, mean, std)
         if repeat:
             x = tf.repeat(x, 3, axis=-1)
-        return x, tf.gather(labels_t, index)
+        if targets_t is None:
+            return x, tf.gather(labels_t, index)
+        return x, tf.gather(labels_t, index), tf.gather(targets_t, index)
 
     dataset = tf.data.Dataset.from_tensor_slices((order, offsets, flips))
     dataset = dataset.batch(per_replica, drop_remainder=drop_remainder)
@@ -393,6 +409,8 @@ def make_dataset(
     download: bool = True,
     cache_bytes: int = 1 << 30,
     antialias: bool = True,
+    augment: bool = True,
+    soft_targets: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """(float32 NHWC normalized images, int32 labels) batches; one pass (no repeat).
 
@@ -433,6 +451,11 @@ def make_dataset(
         cache_bytes: image_folder: keep the encoded files in memory when the split is smaller.
         antialias: ImageNet / image_folder: antialiased (PIL-like) resizing; False is much
             cheaper on CPU but aliased.
+        augment: MNIST, Fashion-MNIST, CIFAR-10: False trains on the images as they are
+            (still shuffled), so every epoch sees the same images.
+        soft_targets: MNIST, Fashion-MNIST, CIFAR-10: (N, K) floats, a row per image of the
+            split (after ``limit``), returned as a third element of every batch in the same
+            order (cached teacher logits).
 
     Returns:
         A `tf.data.Dataset` of (images, labels).
@@ -463,12 +486,19 @@ def make_dataset(
             images, labels, _ = idx.load_idx_split(name, split, data_dir=data_dir)
         images, labels = images[part], labels[part]
         mean, std = NORMALIZATION[name]
-        pad, flip = SMALL_AUGMENTATION[name]
+        pad, flip = SMALL_AUGMENTATION[name] if augment else (0, False)
         return dataset_from_arrays(
             images, labels, batch_size=batch_size, training=training, mean=mean, std=std,
             pad=pad, flip=flip, seed=seed, epoch=epoch, drop_remainder=drop_remainder,
             channels=channels, input_context=input_context, limit=limit, pad_to=image_size,
+            soft_targets=soft_targets,
         )  # fmt: skip
+
+    if not augment or soft_targets is not None:
+        raise ValueError(
+            f"augment=False and soft_targets are supported for {', '.join(SMALL_AUGMENTATION)} "
+            f"(in-memory small images), not {name}."
+        )
 
     if channels not in (None, 3):
         raise ValueError(f"{name} has 3 channels; channels={channels} is not supported.")

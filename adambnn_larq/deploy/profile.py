@@ -267,7 +267,7 @@ def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: l
             return index
         if index not in remap:
             original = graph.tensors[index]
-            copy = schema.TensorT.InitFromObj(schema.Tensor.GetRootAs(_pack_tensor(original), 0))
+            copy = _copy(original, schema.Tensor, schema.TensorT)
             if _is_constant(model, original):
                 buffer = schema.BufferT()
                 buffer.data = model.buffers[original.buffer].data
@@ -284,7 +284,7 @@ def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: l
     codes: dict[int, int] = {}
     for position in op_indices or []:
         op = graph.operators[position]
-        copy = schema.OperatorT.InitFromObj(schema.Operator.GetRootAs(_pack_operator(op), 0))
+        copy = _copy(op, schema.Operator, schema.OperatorT)
         if op.opcodeIndex not in codes:
             new.operatorCodes.append(model.operatorCodes[op.opcodeIndex])
             codes[op.opcodeIndex] = len(new.operatorCodes) - 1
@@ -300,16 +300,12 @@ def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: l
     return write_model(new)
 
 
-def _pack_tensor(tensor) -> bytes:
+def _copy(obj, table, object_api):
+    """A deep copy of a flatbuffer object-API instance (``TensorT``, ``OperatorT``), through
+    its serialized form: the copy may be edited without touching the source model."""
     builder = flatbuffers.Builder(256)
-    builder.Finish(tensor.Pack(builder))
-    return bytes(builder.Output())
-
-
-def _pack_operator(op) -> bytes:
-    builder = flatbuffers.Builder(256)
-    builder.Finish(op.Pack(builder))
-    return bytes(builder.Output())
+    builder.Finish(obj.Pack(builder))
+    return object_api.InitFromObj(table.GetRootAs(bytes(builder.Output()), 0))
 
 
 def _random_input(tensor, rng: np.random.Generator) -> np.ndarray:

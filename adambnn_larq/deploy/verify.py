@@ -10,9 +10,58 @@ import tensorflow as tf
 from larq_compute_engine import testing
 
 from adambnn_larq import data
-from adambnn_larq.config import DEFAULT_ATOL, DEFAULT_RTOL, INTERPRETER_KERNELS
+from adambnn_larq.config import (
+    COMPRESSED_MIN_AGREEMENT,
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    INTERPRETER_KERNELS,
+)
 from adambnn_larq.deploy.flatbuffer import io_details
 from adambnn_larq.logs import quiet_native_stderr
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyCriteria:
+    """What a verification requires: top-1 agreement and the share of samples within the
+    elementwise tolerance, and why (for the message)."""
+
+    min_agreement: float
+    min_within: float
+    reason: str
+
+
+def verify_criteria(
+    compressed: dict[str, str],
+    *,
+    min_agreement: float | None = None,
+    min_within: float | None = None,
+) -> VerifyCriteria:
+    """The criteria for a file, from its compressed weights and the user's explicit choices.
+
+    A file with exact weights must match Keras on every sample (agreement and tolerance 1)
+    unless told otherwise. A file with int8/float16 weights (``compressed``: tensor name ->
+    format, from `compressed_weights`) is judged by top-1 agreement
+    (`COMPRESSED_MIN_AGREEMENT`); its elementwise tolerance is reported, and required only
+    when ``min_within`` is given.
+
+    Returns:
+        The resolved `VerifyCriteria`.
+    """
+    if not compressed:
+        return VerifyCriteria(
+            1.0 if min_agreement is None else min_agreement,
+            1.0 if min_within is None else min_within,
+            "exact weights: compared elementwise",
+        )
+    agreement = COMPRESSED_MIN_AGREEMENT if min_agreement is None else min_agreement
+    formats = "/".join(sorted(set(compressed.values())))
+    reason = (
+        f"{len(compressed)} weight tensor(s) stored as {formats}: outputs differ from Keras by "
+        f"their rounding; judged by top-1 agreement (>= {agreement:.0%}), the elementwise "
+        "tolerance is reported"
+        + (" and required as given" if min_within is not None else ", not required")
+    )
+    return VerifyCriteria(agreement, 0.0 if min_within is None else min_within, reason)
 
 
 @dataclasses.dataclass

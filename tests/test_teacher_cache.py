@@ -1,0 +1,149 @@
+"""Training without augmentation: the teacher's logits cached once, a step-2 learning rate,
+and run directories written before these fields existed."""
+
+import json
+
+import numpy as np
+import pytest
+
+import adambnn_larq as ab
+from adambnn_larq import training
+from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
+from adambnn_larq.data.pipelines import dataset_from_arrays
+from adambnn_larq.optim import make_optimizer
+from adambnn_larq.trainer import BNNTrainer
+
+TINY_DISTILLED = {
+    "dataset": "fashion_mnist",
+    "model": "reactnet_small",
+    "width_multiplier": 0.125,
+    "kernel_initializer": "pytorch_default",
+    "train_limit": 192,
+    "eval_limit": 64,
+    "batch_size": 64,
+    "epochs": 1,
+    "lr_schedule": "step-linear",
+    "teacher": "small_teacher",
+    "teacher_epochs": 1,
+    "teacher_width": 4,
+    "analysis": False,
+    "deterministic": True,
+}
+
+
+def test_soft_targets_follow_their_images_through_the_shuffle():
+    count = 50
+    # Image i is filled with the value i, its target row is (i, -i): any misalignment shows.
+    values = np.arange(count, dtype=np.uint8)[:, None, None, None]
+    images = np.broadcast_to(values, (count, 4, 4, 1))
+    targets = np.stack([np.arange(count), -np.arange(count)], axis=1).astype(np.float32)
+    common = dict(mean=[0.0], std=[1 / 255], batch_size=8, soft_targets=targets)
+    seen = []
+    for kwargs in ({"training": True, "seed": 3, "epoch": 1, "limit": 40},
+                   {"training": True, "pad_to": 6}, {"training": False}):  # fmt: skip
+        for x, _, t in dataset_from_arrays(images, np.zeros(count), **common, **kwargs):
+            centre = x.numpy()[:, x.shape[1] // 2, x.shape[2] // 2, 0]
+            np.testing.assert_array_equal(centre, t.numpy()[:, 0])
+            np.testing.assert_array_equal(t.numpy()[:, 1], -t.numpy()[:, 0])
+            seen.append(t.numpy()[:, 0])
+    first = np.concatenate(seen)[:40]
+    assert sorted(first) == list(range(40)) and list(first) != list(range(40))  # shuffled, all
+    with pytest.raises(ValueError, match="soft_targets must be .* 50 images"):
+        dataset_from_arrays(images, np.zeros(count), **{**common, "soft_targets": targets[:10]},
+                            training=True)  # fmt: skip
+
+
+def test_cached_teacher_logits_give_the_same_step_as_running_the_teacher():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 10, 16).astype("int32")
+    teacher = ab.SmallTeacher(input_shape=(8, 8, 1), width=4)
+    students = [ab.ReActNetSmall(input_shape=(8, 8, 1), width_multiplier=0.125) for _ in "ab"]
+    training.copy_weights(students[0], students[1])
+    initial = [v.numpy() for v in students[0].trainable_variables]
+    inline = BNNTrainer(students[0], teacher=teacher)
+    cached = BNNTrainer(students[1])  # no teacher: the logits come with the batch
+    for trainer in (inline, cached):
+        trainer.compile(make_optimizer("adam", 1e-2))
+    logits = teacher(x, training=False).numpy()
+    loss_inline = inline.train_on_batch(x, y, return_dict=True)["loss"]
+    loss_cached = cached.train_on_batch(x, y, logits, return_dict=True)["loss"]
+    assert loss_cached == pytest.approx(loss_inline, rel=1e-6)
+    for a, b in zip(students[0].variables, students[1].variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7)
+    moved = [not np.array_equal(v.numpy(), w) for v, w in zip(students[1].trainable_variables,
+                                                               initial)]  # fmt: skip
+    assert all(moved)
+    # Without a teacher or cached logits the loss is the label loss: a different number.
+    plain = BNNTrainer(ab.ReActNetSmall(input_shape=(8, 8, 1), width_multiplier=0.125))
+    plain.compile(make_optimizer("adam", 0.0))
+    training.copy_weights(students[1], plain.student)
+    label_loss = plain.test_on_batch(x, y, return_dict=True)["loss"]
+    assert label_loss != pytest.approx(loss_cached, rel=1e-3)
+
+
+def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_rate(
+    tmp_path, monkeypatch, capsys
+):
+    rates = []
+    real_schedule = training.learning_rate_schedule
+
+    def recording_schedule(kind, learning_rate, **kwargs):
+        rates.append(learning_rate)
+        return real_schedule(kind, learning_rate, **kwargs)
+
+    monkeypatch.setattr(training, "learning_rate_schedule", recording_schedule)
+    cached_logits = []
+    real_cache = training.cache_teacher_logits
+
+    def recording_cache(teacher, config, info, **kwargs):
+        logits = real_cache(teacher, config, info, **kwargs)
+        # The cached rows are the teacher on the split's images, computed independently here.
+        images = next(iter(ab.data.make_dataset(
+            "fashion_mnist", "train", batch_size=192, training=False, limit=192, augment=False,
+        )))[0]  # fmt: skip
+        np.testing.assert_allclose(logits, teacher(images, training=False).numpy(), atol=1e-5)
+        cached_logits.append(logits)
+        return logits
+
+    monkeypatch.setattr(training, "cache_teacher_logits", recording_cache)
+    config = resolve_config(
+        {**TINY_DISTILLED, "augment": False, "learning_rate": 1e-3, "learning_rate_step2": 4e-4}
+    )
+    summary = training.train(config, tmp_path / "run", verbose=0)
+    assert "[teacher] logits of 192 training images cached" in capsys.readouterr().out
+    assert len(cached_logits) == 1 and cached_logits[0].shape == (192, 10)
+    # The teacher's own schedule first (its rate), then step 1 and step 2 with theirs.
+    assert rates == [config.teacher_learning_rate, 1e-3, 4e-4]
+    assert [s["learning_rate"] for s in summary["steps"]] == [1e-3, 4e-4]
+    # The teacher trained without augmentation is a different cache from an augmented one.
+    assert training._teacher_cache_key(config, ab.data.dataset_info("fashion_mnist")) != (
+        training._teacher_cache_key(resolve_config(TINY_DISTILLED),
+                                    ab.data.dataset_info("fashion_mnist"))
+    )  # fmt: skip
+
+
+def test_new_options_are_validated():
+    with pytest.raises(ConfigError, match="learning_rate_step2=0.001 needs schedule=two-step"):
+        TrainConfig(schedule="one-step", learning_rate_step2=1e-3)
+    with pytest.raises(ConfigError, match="learning_rate_step2 must be >= 0"):
+        TrainConfig(learning_rate_step2=-1.0)
+    with pytest.raises(ConfigError, match="augment=false is supported for .* not imagenet2012"):
+        TrainConfig(augment=False)
+    with pytest.raises(ValueError, match="augment=False and soft_targets are supported"):
+        ab.data.make_dataset("imagenet2012", "train", batch_size=2, training=True, augment=False)
+    assert resolve_config({}, ["learning_rate_step2=none"]).learning_rate_step2 is None
+
+
+def test_a_run_written_before_new_fields_existed_still_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "step1").mkdir(parents=True)
+    (run_dir / "step1" / "result.json").write_text("{}")  # a finished step
+    config = resolve_config(TINY_DISTILLED)
+    written = json.loads(config.to_json())
+    for key in ("augment", "learning_rate_step2"):  # absent from older config.json files
+        del written[key]
+    (run_dir / "config.json").write_text(json.dumps(written))
+    assert training._check_run_dir(config, run_dir) is False  # same run: resume
+    with pytest.raises(ValueError, match=r"different configuration \(changed: augment\)"):
+        training._check_run_dir(resolve_config({**TINY_DISTILLED, "augment": False}), run_dir)
