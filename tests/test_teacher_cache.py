@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from test_training import TINY
 
 import adambnn_larq as ab
 from adambnn_larq import training
@@ -14,20 +15,13 @@ from adambnn_larq.optim import make_optimizer
 from adambnn_larq.trainer import BNNTrainer
 
 TINY_DISTILLED = {
-    "dataset": "fashion_mnist",
-    "model": "reactnet_small",
-    "width_multiplier": 0.125,
-    "kernel_initializer": "pytorch_default",
-    "train_limit": 192,
-    "eval_limit": 64,
-    "batch_size": 64,
+    **TINY,
     "epochs": 1,
     "lr_schedule": "step-linear",
+    "distillation": True,
     "teacher": "small_teacher",
     "teacher_epochs": 1,
     "teacher_width": 4,
-    "analysis": False,
-    "deterministic": True,
 }
 
 
