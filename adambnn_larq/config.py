@@ -103,6 +103,7 @@ class TrainConfig:
     # Schedule: two-step = binary activations first, then binary weights (the paper's order)
     schedule: Schedule = "two-step"
     epochs: int = 256  # per step
+    epochs_step2: int | None = None  # two-step only; None: epochs
     batch_size: int = 256  # global batch over all replicas
     # Optimizer
     optimizer: Optimizer = "adam"
@@ -142,9 +143,18 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.learning_rate < 0:
             raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate}")
-        if self.lr_schedule == "linear" and self.epochs == 1:
+        if self.epochs_step2 is not None:
+            if self.schedule != "two-step":
+                raise ConfigError(
+                    f"epochs_step2={self.epochs_step2} needs schedule=two-step "
+                    f"(schedule={self.schedule} has no second step)"
+                )
+            if self.epochs_step2 < 1:
+                raise ConfigError(f"epochs_step2 must be at least 1, got {self.epochs_step2}")
+        if self.lr_schedule == "linear" and 1 in (self.epochs, self.epochs_step2):
+            key = "epochs" if self.epochs == 1 else "epochs_step2"
             raise ConfigError(
-                "lr_schedule=linear with epochs=1 would train nothing: the official per-epoch "
+                f"lr_schedule=linear with {key}=1 would train nothing: the official per-epoch "
                 "schedule runs its last (here only) epoch at learning rate 0. Use "
                 "lr_schedule=step-linear (per-iteration decay) for short runs."
             )
@@ -174,9 +184,11 @@ class TrainConfig:
             raise ConfigError(
                 "evaluate_test=false needs validation_size > 0: some split must be evaluated"
             )
-        if not 0 <= self.warmup_epochs < self.epochs:
+        shortest = min(self.epochs, self.epochs_step2 or self.epochs)
+        if not 0 <= self.warmup_epochs < shortest:
             raise ConfigError(
-                f"warmup_epochs must be in [0, epochs={self.epochs}), got {self.warmup_epochs}"
+                f"warmup_epochs must be in [0, {shortest}) (the shortest step's epochs), got "
+                f"{self.warmup_epochs}"
             )
         self._check_values()
 

@@ -37,6 +37,7 @@ DEMO_RECIPE = "adambnn_fashion_mnist"
 #: ``--fast``: a few minutes; the same pipeline on fewer images and epochs.
 FAST_OVERRIDES = [
     "epochs=2",
+    "epochs_step2=none",
     "teacher_epochs=1",
     "train_limit=4096",
     "eval_limit=1024",

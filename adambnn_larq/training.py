@@ -66,18 +66,36 @@ class Step:
     binary_activations: bool
     weight_decay: float
     init_from: str | None  # name of the step whose best weights start this one
+    learning_rate: float
+    epochs: int
 
 
 def schedule_steps(config: TrainConfig) -> list[Step]:
     """The steps of ``config.schedule``: two-step (activations first), one-step, or the
     weights-first ablation of the paper (binary weights first, then activations)."""
+    first = (config.weight_decay, None, config.learning_rate, config.epochs)
     if config.schedule == "one-step":
-        return [Step("step1", True, True, config.weight_decay, None)]
+        return [Step("step1", True, True, *first)]
     if config.schedule == "two-step":
-        first = Step("step1", False, True, config.weight_decay, None)
+        step1 = Step("step1", False, True, *first)
     else:
-        first = Step("step1", True, False, config.weight_decay, None)
-    return [first, Step("step2", True, True, config.weight_decay_step2, "step1")]
+        step1 = Step("step1", True, False, *first)
+    # The *_step2 fields apply to the second step of any two-step schedule; unset, they
+    # repeat step 1's value (the validation allows them with schedule=two-step only).
+    step2 = Step(
+        "step2",
+        True,
+        True,
+        config.weight_decay_step2,
+        "step1",
+        _or(config.learning_rate_step2, config.learning_rate),
+        _or(config.epochs_step2, config.epochs),
+    )
+    return [step1, step2]
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -712,9 +730,10 @@ def train(
         "num_replicas": strategy.num_replicas_in_sync,
         "steps": [],
     }
-    warning = idle_epochs_warning(config.lr_schedule, config.epochs)
-    if warning:
-        print(f"warning: {warning}", flush=True)
+    steps = schedule_steps(config)
+    for warning in dict.fromkeys(idle_epochs_warning(config.lr_schedule, s.epochs) for s in steps):
+        if warning:
+            print(f"warning: {warning}", flush=True)
     teacher = teacher_logits = None
     if config.distillation:
         teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
@@ -729,22 +748,17 @@ def train(
             )
             teacher = None  # the students read the cached logits; the teacher is not run
 
-    steps = schedule_steps(config)
     # Gradient statistics read per-replica gradients; they are defined for one replica only.
     single_replica = strategy.num_replicas_in_sync == 1
     for index, step in enumerate(steps):
         step_dir = run_dir / step.name
         tf.keras.utils.set_random_seed(config.seed + index)
 
-        learning_rate = config.learning_rate
-        if index == 1 and config.learning_rate_step2 is not None:
-            learning_rate = config.learning_rate_step2
-
-        def optimizer_factory(steps_per_epoch: int, learning_rate=learning_rate):
+        def optimizer_factory(steps_per_epoch: int, step=step):
             schedule = learning_rate_schedule(
                 config.lr_schedule,
-                learning_rate,
-                epochs=config.epochs,
+                step.learning_rate,
+                epochs=step.epochs,
                 steps_per_epoch=steps_per_epoch,
                 warmup_epochs=config.warmup_epochs,
             )
@@ -774,7 +788,7 @@ def train(
             build=lambda step=step: build_student(config, info, step),
             make_trainer=make_trainer,
             optimizer_factory=optimizer_factory,
-            epochs=config.epochs,
+            epochs=step.epochs,
             config=config,
             info=info,
             strategy=strategy,
@@ -792,7 +806,7 @@ def train(
                 "binary_weights": step.binary_weights,
                 "binary_activations": step.binary_activations,
                 "weight_decay": step.weight_decay,
-                "learning_rate": learning_rate,
+                "learning_rate": step.learning_rate,
                 **result,
             }
         )

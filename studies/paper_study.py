@@ -116,10 +116,13 @@ def get_config(smoke: bool = False) -> dict:
         "eval_limit": EVAL_LIMIT,
         "lr_schedule": "step-linear",
         "warmup_epochs": WARMUP_EPOCHS,
-        # The study's own conditions, not the demo's: augmented data and, per arm, one tuned
-        # learning rate for both steps (the sweep chooses a single rate).
+        # The study's own conditions, not the demo's: batches of 128 augmented images and, per
+        # arm, one tuned learning rate for both steps (the sweep chooses a single rate) and
+        # equal step lengths.
+        "batch_size": 128,
         "augment": True,
         "learning_rate_step2": None,
+        "epochs_step2": None,
     }
     epochs_per_step, validation_size, arms = EPOCHS_PER_STEP, VALIDATION_SIZE, ARMS
     if smoke:

@@ -1,5 +1,5 @@
-"""Training without augmentation: the teacher's logits cached once, a step-2 learning rate,
-and run directories written before these fields existed."""
+"""Training without augmentation: the teacher's logits cached once, step 2's own learning rate
+and epochs, and run directories written before these fields existed."""
 
 import json
 
@@ -76,14 +76,14 @@ def test_cached_teacher_logits_give_the_same_step_as_running_the_teacher():
     assert label_loss != pytest.approx(loss_cached, rel=1e-3)
 
 
-def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_rate(
+def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_settings(
     tmp_path, monkeypatch, capsys
 ):
     rates = []
     real_schedule = training.learning_rate_schedule
 
     def recording_schedule(kind, learning_rate, **kwargs):
-        rates.append(learning_rate)
+        rates.append((learning_rate, kwargs["epochs"]))
         return real_schedule(kind, learning_rate, **kwargs)
 
     monkeypatch.setattr(training, "learning_rate_schedule", recording_schedule)
@@ -102,14 +102,18 @@ def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_rate(
 
     monkeypatch.setattr(training, "cache_teacher_logits", recording_cache)
     config = resolve_config(
-        {**TINY_DISTILLED, "augment": False, "learning_rate": 1e-3, "learning_rate_step2": 4e-4}
-    )
+        {**TINY_DISTILLED, "augment": False, "learning_rate": 1e-3, "learning_rate_step2": 4e-4,
+         "epochs_step2": 2}
+    )  # fmt: skip
     summary = training.train(config, tmp_path / "run", verbose=0)
     assert "[teacher] logits of 192 training images cached" in capsys.readouterr().out
     assert len(cached_logits) == 1 and cached_logits[0].shape == (192, 10)
-    # The teacher's own schedule first (its rate), then step 1 and step 2 with theirs.
-    assert rates == [config.teacher_learning_rate, 1e-3, 4e-4]
+    # The teacher's own schedule first (its rate and epochs), then step 1 and step 2 with theirs.
+    assert rates == [(config.teacher_learning_rate, 1), (1e-3, 1), (4e-4, 2)]
     assert [s["learning_rate"] for s in summary["steps"]] == [1e-3, 4e-4]
+    assert [s["epochs"] for s in summary["steps"]] == [1, 2]
+    step2_log = (tmp_path / "run" / "step2" / "log.csv").read_text().splitlines()
+    assert len(step2_log) == 1 + 2  # header and one row per epoch
     # The teacher trained without augmentation is a different cache from an augmented one.
     assert training._teacher_cache_key(config, ab.data.dataset_info("fashion_mnist")) != (
         training._teacher_cache_key(resolve_config(TINY_DISTILLED),
@@ -127,6 +131,16 @@ def test_new_options_are_validated():
     with pytest.raises(ValueError, match="augment=False and soft_targets are supported"):
         ab.data.make_dataset("imagenet2012", "train", batch_size=2, training=True, augment=False)
     assert resolve_config({}, ["learning_rate_step2=none"]).learning_rate_step2 is None
+    with pytest.raises(ConfigError, match="epochs_step2=3 needs schedule=two-step"):
+        TrainConfig(schedule="one-step", epochs_step2=3)
+    with pytest.raises(ConfigError, match="epochs_step2 must be at least 1"):
+        TrainConfig(epochs_step2=0)
+    with pytest.raises(ConfigError, match="epochs_step2=1 would train nothing"):
+        TrainConfig(epochs=4, epochs_step2=1)  # the official schedule, a one-epoch step 2
+    with pytest.raises(ConfigError, match=r"warmup_epochs must be in \[0, 2\)"):
+        TrainConfig(epochs=4, epochs_step2=2, lr_schedule="step-linear", warmup_epochs=2.5)
+    assert [s.epochs for s in training.schedule_steps(TrainConfig(epochs=4, epochs_step2=2))] == [
+        4, 2]  # fmt: skip
 
 
 def test_a_run_written_before_new_fields_existed_still_resumes(tmp_path):
@@ -135,7 +149,7 @@ def test_a_run_written_before_new_fields_existed_still_resumes(tmp_path):
     (run_dir / "step1" / "result.json").write_text("{}")  # a finished step
     config = resolve_config(TINY_DISTILLED)
     written = json.loads(config.to_json())
-    for key in ("augment", "learning_rate_step2"):  # absent from older config.json files
+    for key in ("augment", "learning_rate_step2", "epochs_step2"):  # absent from older files
         del written[key]
     (run_dir / "config.json").write_text(json.dumps(written))
     assert training._check_run_dir(config, run_dir) is False  # same run: resume
