@@ -1,5 +1,5 @@
 """Training throughput: images/s of AdamBNN's step-1 and step-2 training steps, with and
-without XLA (``jit_compile``), side by side in one run.
+without XLA (``jit_compile``), or at several batch sizes, side by side in one run.
 
 Every configuration is a real recipe step: `BNNTrainer` with distillation from the recipe's
 teacher (the small real-valued CNN for the small variant, ResNet-34 for ReActNet-A), Adam with
@@ -17,6 +17,12 @@ Usage::
     python benchmarks/train_throughput.py --models small --steps 20
     python benchmarks/train_throughput.py --models cifar10   # the CIFAR-10 recipe's network
     python benchmarks/train_throughput.py --output throughput.json
+    python benchmarks/train_throughput.py --models fashion_mnist --batch-sizes 64,128  # ~3 min
+
+``--batch-sizes`` compares batch sizes instead of XLA (without it): the question a recipe's
+batch size answers on a CPU is whether a smaller batch, more updates an epoch, costs
+throughput. ``fashion_mnist`` is the demo recipe's network as it trains there, from the
+teacher's cached logits (``augment=false``: no teacher in the step).
 
 Prints, per model and step, the median step time and images/s without and with XLA and the
 XLA speed-up (of the medians and of the fastest steps); ``--output`` also writes every timing
@@ -39,13 +45,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from adambnn_larq import ReActNetA, ReActNetSmall  # noqa: E402
+from adambnn_larq.hostinfo import cpu_model_name  # noqa: E402
 from adambnn_larq.optim import learning_rate_schedule, make_optimizer  # noqa: E402
 from adambnn_larq.teachers import ResNet34, SmallTeacher  # noqa: E402
 from adambnn_larq.trainer import BNNTrainer  # noqa: E402
 
 #: name -> (student builder, teacher builder, input shape, classes, default batch)
 MODELS = {
-    # The Fashion-MNIST recipe's network (recipes/adambnn_fashion_mnist.py).
+    # The Fashion-MNIST recipe's network until 2026-11-30 (docs/results/train-throughput.md).
     "small": (
         lambda **kw: ReActNetSmall(
             width_multiplier=0.125, kernel_initializer="pytorch_default", **kw
@@ -54,6 +61,20 @@ MODELS = {
         (28, 28, 1),
         10,
         128,
+    ),
+    # The Fashion-MNIST recipe's network now (recipes/adambnn_fashion_mnist.py); no teacher
+    # builder: it trains from cached teacher logits.
+    "fashion_mnist": (
+        lambda **kw: ReActNetSmall(
+            width_multiplier=0.25,
+            num_downsamplings=3,
+            kernel_initializer="pytorch_default",
+            **kw,
+        ),
+        None,
+        (32, 32, 1),
+        10,
+        64,
     ),
     # The CIFAR-10 recipe's network (recipes/adambnn_cifar10.py) and its wider teacher.
     "cifar10": (
@@ -79,7 +100,7 @@ MODELS = {
 STEPS = {"step1": (False, 5e-6), "step2": (True, 0.0)}
 
 
-def make_trainer(model: str, step: str, *, jit_compile: bool, teacher: tf.keras.Model):
+def make_trainer(model: str, step: str, *, jit_compile: bool, teacher: tf.keras.Model | None):
     build, _, shape, classes, _ = MODELS[model]
     binary_weights, weight_decay = STEPS[step]
     student = build(input_shape=shape, num_classes=classes, binary_weights=binary_weights)
@@ -89,50 +110,100 @@ def make_trainer(model: str, step: str, *, jit_compile: bool, teacher: tf.keras.
     return trainer
 
 
-def step_times(trainer, images, labels, steps: int) -> list[float]:
+def step_times(trainer, batch: tuple, steps: int) -> list[float]:
     """Seconds of each of ``steps`` training steps on the same batch, after one untimed step.
 
-    The first step after switching trainers is slower (caches and the memory pool belong to
-    the other trainer's step until then), so each round starts with a step it does not time.
+    ``batch`` is ``(images, labels)`` or ``(images, labels, teacher_logits)`` (Keras passes a
+    third element through to `BNNTrainer.train_step` as the cached logits). The first step
+    after switching trainers is slower (caches and the memory pool belong to the other
+    trainer's step until then), so each round starts with a step it does not time.
     """
-    trainer.train_on_batch(images, labels)
+    trainer.train_on_batch(*batch)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        logs = trainer.train_on_batch(images, labels, return_dict=True)
+        logs = trainer.train_on_batch(*batch, return_dict=True)
         times.append(time.perf_counter() - started)
     if not np.isfinite(logs["loss"]):
         raise RuntimeError(f"the loss is {logs['loss']}: the benchmark is not training")
     return times
 
 
-def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int) -> dict:
+def random_batch(model: str, batch_size: int) -> tuple:
+    """Random inputs of the model's shape (throughput does not depend on their values), with
+    random teacher logits for a model that trains from cached ones."""
     _, build_teacher, shape, classes, _ = MODELS[model]
     rng = np.random.default_rng(0)
-    images = rng.standard_normal((batch_size, *shape), dtype=np.float32)
-    labels = rng.integers(0, classes, batch_size)
-    teacher = build_teacher(shape, classes)
+    batch = (
+        rng.standard_normal((batch_size, *shape), dtype=np.float32),
+        rng.integers(0, classes, batch_size),
+    )
+    if build_teacher is None:
+        batch += (rng.standard_normal((batch_size, classes), dtype=np.float32),)
+    return batch
+
+
+def _teacher(model: str) -> tf.keras.Model | None:
+    _, build_teacher, shape, classes, _ = MODELS[model]
+    return None if build_teacher is None else build_teacher(shape, classes)
+
+
+def _step_statistics(times: list[float], batch_size: int) -> dict:
+    median = statistics.median(times)
+    return {
+        "median_step_s": median,
+        "fastest_step_s": min(times),
+        "images_per_second": batch_size / median,
+        "fastest_images_per_second": batch_size / min(times),
+        "step_times_s": times,
+    }
+
+
+def benchmark_batch_sizes(
+    model: str, step: str, *, batch_sizes: list[int], steps: int, rounds: int
+) -> dict:
+    """Images/s of one (model, step) at each batch size, without XLA, in alternating rounds."""
+    teacher = _teacher(model)
+    trainers, batches = {}, {}
+    for batch_size in batch_sizes:
+        tf.keras.utils.set_random_seed(0)
+        print(f"  {model} {step}: building and compiling, batch {batch_size}", flush=True)
+        trainers[batch_size] = make_trainer(model, step, jit_compile=False, teacher=teacher)
+        batches[batch_size] = random_batch(model, batch_size)
+        step_times(trainers[batch_size], batches[batch_size], 1)  # tracing
+    times = {batch_size: [] for batch_size in batch_sizes}
+    for _ in range(rounds):
+        for batch_size in batch_sizes:
+            times[batch_size] += step_times(trainers[batch_size], batches[batch_size], steps)
+    return {
+        "model": model,
+        "step": step,
+        "input_shape": MODELS[model][2],
+        "batch_sizes": {size: _step_statistics(times[size], size) for size in batch_sizes},
+    }
+
+
+def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int) -> dict:
+    batch = random_batch(model, batch_size)
+    teacher = _teacher(model)
     trainers, compile_seconds = {}, {}
     for jit in (False, True):
         tf.keras.utils.set_random_seed(0)
         print(f"  {model} {step}: building and compiling, XLA {'on' if jit else 'off'}", flush=True)
         started = time.perf_counter()
         trainers[jit] = make_trainer(model, step, jit_compile=jit, teacher=teacher)
-        step_times(trainers[jit], images, labels, 1)  # tracing (and XLA compilation)
+        step_times(trainers[jit], batch, 1)  # tracing (and XLA compilation)
         compile_seconds[jit] = time.perf_counter() - started
     times = {False: [], True: []}
     for _ in range(rounds):
         for jit in (False, True):
-            times[jit] += step_times(trainers[jit], images, labels, steps)
+            times[jit] += step_times(trainers[jit], batch, steps)
+    shape = MODELS[model][2]
     result = {"model": model, "step": step, "batch_size": batch_size, "input_shape": shape}
     for jit, name in ((False, "no_xla"), (True, "xla")):
-        median = statistics.median(times[jit])
         result[name] = {
-            "median_step_s": median,
-            "fastest_step_s": min(times[jit]),
-            "images_per_second": batch_size / median,
+            **_step_statistics(times[jit], batch_size),
             "build_and_compile_s": compile_seconds[jit],
-            "step_times_s": times[jit],
         }
     result["xla_speedup"] = result["no_xla"]["median_step_s"] / result["xla"]["median_step_s"]
     # Stalls of the shared host (steps held up for a fixed, much longer time) can reach the
@@ -149,12 +220,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--batch-size", type=int, help="default: 128 small/cifar10, 8 ReActNet-A")
+    parser.add_argument(
+        "--batch-sizes", help="comma-separated: compare these batch sizes (no XLA) instead"
+    )
     parser.add_argument("--output", help="also write the results as JSON here")
     args = parser.parse_args()
     models = args.models.split(",")
     for model in models:
         if model not in MODELS:
             parser.error(f"unknown model {model!r}; choose from {', '.join(MODELS)}")
+    try:
+        batch_sizes = [int(size) for size in (args.batch_sizes or "").split(",") if size]
+    except ValueError:
+        parser.error(f"--batch-sizes takes comma-separated integers, got {args.batch_sizes!r}")
 
     print(
         f"TensorFlow {tf.__version__} on {platform.machine()}, {os.cpu_count()} CPUs; "
@@ -162,6 +240,16 @@ def main() -> None:
         flush=True,
     )
     results = []
+    if batch_sizes:
+        for model in models:
+            for step in STEPS:
+                result = benchmark_batch_sizes(
+                    model, step, batch_sizes=batch_sizes, steps=args.steps, rounds=args.rounds
+                )
+                results.append(result)
+                print(_batch_line(result), flush=True)
+        _write(args.output, results)
+        return
     for model in models:
         batch_size = args.batch_size or MODELS[model][4]
         for step in STEPS:
@@ -181,9 +269,29 @@ def main() -> None:
                 f"{no_xla['build_and_compile_s']:.0f} s / {xla['build_and_compile_s']:.0f} s",
                 flush=True,
             )
-    if args.output:
-        with open(args.output, "w") as file:
-            json.dump({"tensorflow": tf.__version__, "results": results}, file, indent=2)
+    _write(args.output, results)
+
+
+def _batch_line(result: dict) -> str:
+    sizes = result["batch_sizes"]
+    first = next(iter(sizes.values()))
+    parts = [
+        f"batch {size}: {r['images_per_second']:.1f} img/s ({r['median_step_s'] * 1e3:.0f} "
+        f"ms/step; {r['images_per_second'] / first['images_per_second']:.2f}x, fastest "
+        f"steps {r['fastest_images_per_second'] / first['fastest_images_per_second']:.2f}x)"
+        for size, r in sizes.items()
+    ]
+    return f"{result['model']} {result['step']} ({result['input_shape']}): " + "; ".join(parts)
+
+
+def _write(path: str | None, results: list[dict]) -> None:
+    if path:
+        with open(path, "w") as file:
+            json.dump(
+                {"tensorflow": tf.__version__, "cpu": cpu_model_name(), "results": results},
+                file,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":
