@@ -143,14 +143,16 @@ class TrainConfig:
                 raise ConfigError(f"{key} must be at least 1, got {getattr(self, key)}")
         if self.learning_rate < 0:
             raise ConfigError(f"learning_rate must be >= 0, got {self.learning_rate}")
-        if self.epochs_step2 is not None:
-            if self.schedule != "two-step":
+        for key in ("learning_rate_step2", "epochs_step2"):
+            if getattr(self, key) is not None and self.schedule != "two-step":
                 raise ConfigError(
-                    f"epochs_step2={self.epochs_step2} needs schedule=two-step "
+                    f"{key}={getattr(self, key)} needs schedule=two-step "
                     f"(schedule={self.schedule} has no second step)"
                 )
-            if self.epochs_step2 < 1:
-                raise ConfigError(f"epochs_step2 must be at least 1, got {self.epochs_step2}")
+        if self.epochs_step2 is not None and self.epochs_step2 < 1:
+            raise ConfigError(f"epochs_step2 must be at least 1, got {self.epochs_step2}")
+        if self.learning_rate_step2 is not None and self.learning_rate_step2 < 0:
+            raise ConfigError(f"learning_rate_step2 must be >= 0, got {self.learning_rate_step2}")
         if self.lr_schedule == "linear" and 1 in (self.epochs, self.epochs_step2):
             key = "epochs" if self.epochs == 1 else "epochs_step2"
             raise ConfigError(
@@ -163,16 +165,6 @@ class TrainConfig:
                 f"warmup_epochs={self.warmup_epochs} needs lr_schedule=step-linear (the "
                 "per-epoch schedules have no warm-up)"
             )
-        if self.learning_rate_step2 is not None:
-            if self.schedule != "two-step":
-                raise ConfigError(
-                    f"learning_rate_step2={self.learning_rate_step2} needs schedule=two-step "
-                    f"(schedule={self.schedule} has no second step)"
-                )
-            if self.learning_rate_step2 < 0:
-                raise ConfigError(
-                    f"learning_rate_step2 must be >= 0, got {self.learning_rate_step2}"
-                )
         if not self.augment and self.dataset not in SMALL_IMAGE_DATASETS:
             raise ConfigError(
                 f"augment=false is supported for {', '.join(SMALL_IMAGE_DATASETS)} (in-memory "
