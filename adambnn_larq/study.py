@@ -61,6 +61,7 @@ class StudyRun:
     paper: dict[str, float]
     arm: str  # the optimizer/schedule arm whose learning rate the sweep chooses
     kind: str  # "sweep" or "final"
+    base: str | None = None  # sweep only: the study run whose settings it uses
 
     @property
     def directory(self) -> str:
@@ -190,7 +191,9 @@ def load_study(
                 values = {**budget, **base.get("overrides", {}), "learning_rate": rate,
                           "seed": seeds[0], "evaluate_test": False}  # fmt: skip
                 config = resolve(values, f"{where}: {run_name} on {dataset}")
-                sweeps.append(StudyRun(dataset, run_name, config, {}, arm, "sweep"))
+                sweeps.append(
+                    StudyRun(dataset, run_name, config, {}, arm, "sweep", base=base["name"])
+                )
         for run in chosen:
             row = run.get("paper")
             run_where = f"{where}: runs[{names.index(run['name'])}] ({run['name']}) on {dataset}"
@@ -578,7 +581,7 @@ def run_study(
                 row = {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
             else:
                 row = _measured_row(folder / run.directory, run.directory)
-            sweep_rows.append({"run": run.directory, "arm": run.arm,
+            sweep_rows.append({"run": run.directory, "arm": run.arm, "base": run.base,
                                "learning_rate": run.config.learning_rate,
                                "validation_top1": row["validation_top1"],
                                "diverged": row.get("diverged", False),
@@ -586,7 +589,6 @@ def run_study(
         rates = choose_learning_rates(sweep_rows)
         for row in sweep_rows:
             row["chosen"] = rates[row["arm"]] == row["learning_rate"]
-            row["base"] = next(r.name for r in finals if r.arm == row["arm"])
         print("[study] chosen learning rates: " + ", ".join(
             f"{arm} {rate:g}" for arm, rate in rates.items()), flush=True)  # fmt: skip
         finals = [

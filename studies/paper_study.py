@@ -2,9 +2,12 @@
 the step-1 weight-decay sweep, on Fashion-MNIST (and CIFAR-10 when its data has been prepared,
 see docs/data.md).
 
-    adambnn study paper_study --jobs 2             # docs/results/paper-study: ~80 min, 2 cores
+    adambnn study paper_study --jobs 2             # docs/results/paper-study: ~2.5 h, 2 cores
     adambnn study paper_study --smoke --jobs 2     # every run on a few hundred images: minutes
     adambnn study paper_study --runs adam-1step-wd5e-06,adam-2step-wd5e-06   # some runs only
+
+The 2.5 hours are 28 runs (12 sweep points, 8 runs x 2 seeds) two at a time, about 10 minutes a
+pair on the 2-core machine on 2026-12-01; the study resumes run by run when interrupted.
 
 How the comparison is made fair:
 

@@ -54,6 +54,15 @@ def test_paper_study_has_equal_budgets_tuned_arms_and_seeds():
         assert not run.config.evaluate_test and run.config.validation_size == 5000
     assert rates["sgd-1step"] == rates["sgd-2step"] == [1e-3, 1e-2, 1e-1]
     assert rates["adam-1step"] == rates["adam-2step"] == [6.25e-4, 1.25e-3, 2.5e-3]
+    # Each sweep point names the run whose settings it uses: the arm's sweep_run.
+    assert {run.arm: run.base for run in study.sweeps} == {
+        "adam-1step": "adam-1step-wd0",
+        "adam-2step": "adam-2step-wd5e-06",
+        "sgd-1step": "sgd-1step-wd0",
+        "sgd-2step": "sgd-2step-wd5e-06",
+    }
+    sweep_decays = {run.name: run.config.weight_decay for run in study.sweeps}
+    assert sweep_decays["sweep-adam-1step-lr0.0025"] == 0.0  # adam-1step-wd0's decay
     assert all(run.config.evaluate_test for run in study.finals)
 
 
@@ -217,6 +226,8 @@ def test_smoke_study_end_to_end(tmp_path):
     assert len(list(report.glob("*.png"))) >= 4
     study = (output / "study.md").read_text()
     assert "### Learning-rate sweep" in study and study.count("**yes**") == 3
+    # The sweep table names each arm's sweep run, not the first final run of the arm.
+    assert "| adam-1step | adam-1step-wd0 | 0.00125 |" in study
     table = [line for line in study.splitlines() if line.startswith("| ") and "-step" in line]
     rows = {
         line.split(" | ")[0][2:]: line for line in table if line.split(" | ")[0][2:] in RUN_NAMES
