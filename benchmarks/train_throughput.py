@@ -159,6 +159,16 @@ def _step_statistics(times: list[float], batch_size: int) -> dict:
     }
 
 
+def _alternating_times(trainers: dict, batches: dict, steps: int, rounds: int) -> dict:
+    """Step times of each trainer on its batch, timed in alternating rounds, so that a change
+    in the machine's load hits every configuration alike."""
+    times = {key: [] for key in trainers}
+    for _ in range(rounds):
+        for key, trainer in trainers.items():
+            times[key] += step_times(trainer, batches[key], steps)
+    return times
+
+
 def benchmark_batch_sizes(
     model: str, step: str, *, batch_sizes: list[int], steps: int, rounds: int
 ) -> dict:
@@ -171,10 +181,7 @@ def benchmark_batch_sizes(
         trainers[batch_size] = make_trainer(model, step, jit_compile=False, teacher=teacher)
         batches[batch_size] = random_batch(model, batch_size)
         step_times(trainers[batch_size], batches[batch_size], 1)  # tracing
-    times = {batch_size: [] for batch_size in batch_sizes}
-    for _ in range(rounds):
-        for batch_size in batch_sizes:
-            times[batch_size] += step_times(trainers[batch_size], batches[batch_size], steps)
+    times = _alternating_times(trainers, batches, steps, rounds)
     return {
         "model": model,
         "step": step,
@@ -194,10 +201,7 @@ def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int
         trainers[jit] = make_trainer(model, step, jit_compile=jit, teacher=teacher)
         step_times(trainers[jit], batch, 1)  # tracing (and XLA compilation)
         compile_seconds[jit] = time.perf_counter() - started
-    times = {False: [], True: []}
-    for _ in range(rounds):
-        for jit in (False, True):
-            times[jit] += step_times(trainers[jit], batch, steps)
+    times = _alternating_times(trainers, {False: batch, True: batch}, steps, rounds)
     shape = MODELS[model][2]
     result = {"model": model, "step": step, "batch_size": batch_size, "input_shape": shape}
     for jit, name in ((False, "no_xla"), (True, "xla")):
