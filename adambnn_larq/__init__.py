@@ -1,7 +1,8 @@
 """AdamBNN in Larq: ReActNet-A, the two-step Adam recipe, and LCE deployment.
 
-Importing this package selects Keras 2 (``tf_keras``) for TensorFlow, which larq needs; import
-it before anything imports TensorFlow, or set ``TF_USE_LEGACY_KERAS=1`` yourself. The public
+Importing this package selects Keras 2 (``tf_keras``) for TensorFlow, which larq needs, and
+oneDNN's CPU kernels unless ``TF_ENABLE_ONEDNN_OPTS`` is set; import it before anything imports
+TensorFlow, or set ``TF_USE_LEGACY_KERAS=1`` (and ``TF_ENABLE_ONEDNN_OPTS=1``) yourself. The public
 names below are imported on first use, so ``import adambnn_larq`` itself is cheap: the
 ``adambnn`` command (`adambnn_larq.cli`) imports this package first and must not pay for
 TensorFlow before it knows the command (see the measurement in ``cli/__init__.py``).
@@ -12,9 +13,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from adambnn_larq._compat import ensure_legacy_keras
+from adambnn_larq._compat import ensure_legacy_keras, prefer_onednn
 
 ensure_legacy_keras()
+prefer_onednn()
 
 __version__ = "0.1.0"
 

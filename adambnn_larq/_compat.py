@@ -1,9 +1,9 @@
-"""Make sure TensorFlow runs with Keras 2 (``tf_keras``), which larq 0.14 subclasses.
+"""Settings TensorFlow reads once, on its first import: Keras 2 and oneDNN's CPU kernels.
 
 larq's layers subclass Keras 2 layers; under Keras 3 ``import larq`` fails with an obscure
-``AttributeError``. TensorFlow only reads ``TF_USE_LEGACY_KERAS`` on its first import, so the
-variable has to be set before that, which is why this module runs before anything imports
-TensorFlow.
+``AttributeError``. TensorFlow only reads ``TF_USE_LEGACY_KERAS`` (and
+``TF_ENABLE_ONEDNN_OPTS``) on its first import, so the variables have to be set before that,
+which is why this module runs before anything imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import os
 import sys
 
 LEGACY_KERAS_VARIABLE = "TF_USE_LEGACY_KERAS"
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
 
 _KERAS3_MESSAGE = (
     "adambnn_larq needs Keras 2 (the `tf-keras` package), but TensorFlow was already imported "
@@ -38,3 +39,17 @@ def ensure_legacy_keras() -> None:
     if not tf.keras.__name__.startswith("tf_keras"):
         version = getattr(tf.keras, "__version__", "3")
         raise ImportError(_KERAS3_MESSAGE.format(version=version))
+
+
+def prefer_onednn() -> None:
+    """Use TensorFlow's oneDNN CPU kernels unless the user chose (``TF_ENABLE_ONEDNN_OPTS``).
+
+    TensorFlow turns them on by default only on CPUs with AVX-512 VNNI/BF16 or AMX. On an
+    AVX2 CPU (the project's 2-core AMD EPYC VM) they train the recipes' networks about 1.9x
+    faster: the default kernels spend 60 % of a step in the backward passes of small
+    convolutions (docs/results/train-throughput.md, ``benchmarks/onednn.py``). Too late once
+    TensorFlow is imported; then this does nothing.
+    """
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault(ONEDNN_VARIABLE, "1")
+

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 
@@ -18,11 +19,23 @@ def cpu_model_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
+def onednn_enabled() -> bool | None:
+    """Whether the imported TensorFlow runs oneDNN's kernels (None before TensorFlow is
+    imported)."""
+    if "tensorflow" not in sys.modules:
+        return None
+    from tensorflow.python.util import _pywrap_util_port
+
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 def machine_summary() -> dict[str, object]:
-    """Architecture, CPU model, core count and 1-minute load average, for result files."""
+    """Architecture, CPU model, core count, 1-minute load average and whether TensorFlow runs
+    oneDNN's kernels (None if not imported), for result files."""
     return {
         "machine": platform.machine(),
         "cpu": cpu_model_name(),
         "cpu_count": os.cpu_count(),
+        "onednn": onednn_enabled(),
         "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }

@@ -8,6 +8,7 @@ Not a recipe itself (``adambnn train`` does not list it). The loader
 #: step-1 checkpoint), a one-epoch teacher, a few hundred images: the whole path in a minute.
 SMALL_IMAGE_SMOKE = {
     "epochs": 2,
+    "epochs_step2": None,
     "teacher_epochs": 1,
     "train_limit": 512,
     "eval_limit": 256,
