@@ -24,6 +24,10 @@ batch size answers on a CPU is whether a smaller batch, more updates an epoch, c
 throughput. ``fashion_mnist`` is the demo recipe's network as it trains there, from the
 teacher's cached logits (``augment=false``: no teacher in the step).
 
+The kernels are the library's default (oneDNN's, `adambnn_larq._compat.prefer_onednn`); the
+tables measured before that default (docs/results/train-throughput.md, up to 2026-12-01)
+reproduce with ``TF_ENABLE_ONEDNN_OPTS=0``, and ``benchmarks/onednn.py`` compares the two.
+
 Prints, per model and step, the median step time and images/s without and with XLA and the
 XLA speed-up (of the medians and of the fastest steps); ``--output`` also writes every timing
 as JSON.
@@ -38,14 +42,15 @@ import platform
 import statistics
 import time
 
-# larq needs Keras 2: select it before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# Before TensorFlow: selects Keras 2 (larq needs it) and oneDNN's kernels, as in training.
+import adambnn_larq  # noqa: F401
 
+# isort: split
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from adambnn_larq import ReActNetA, ReActNetSmall  # noqa: E402
-from adambnn_larq.hostinfo import cpu_model_name  # noqa: E402
+from adambnn_larq.hostinfo import cpu_model_name, onednn_enabled  # noqa: E402
 from adambnn_larq.optim import learning_rate_schedule, make_optimizer  # noqa: E402
 from adambnn_larq.teachers import ResNet34, SmallTeacher  # noqa: E402
 from adambnn_larq.trainer import BNNTrainer  # noqa: E402
@@ -292,7 +297,12 @@ def _write(path: str | None, results: list[dict]) -> None:
     if path:
         with open(path, "w") as file:
             json.dump(
-                {"tensorflow": tf.__version__, "cpu": cpu_model_name(), "results": results},
+                {
+                    "tensorflow": tf.__version__,
+                    "cpu": cpu_model_name(),
+                    "onednn": onednn_enabled(),
+                    "results": results,
+                },
                 file,
                 indent=2,
             )

@@ -3,22 +3,23 @@
 The paper's scheme scaled to a CPU: step 1 binary activations / real weights with coupled L2
 decay 5e-6, step 2 binary weights without decay, initialized from step 1's best (chosen on a
 5,000-image validation split held out of training); Adam with distillation (temperature 1, no
-label term) from a small real-valued CNN trained first as stage 0 and cached. Scaled to the
-40-minute budget: 2 epochs a step at Adam 2e-3 (1e-3 in step 2) with the per-iteration linear
-schedule (the official per-epoch one would idle half of each step) and 0.2 epochs of warm-up;
-no augmentation, so the teacher's logits are computed once and cached; 28x28 padded to 32x32
-so that three reductions give 4x4 maps at the wide end, width 0.25.
+label term) from a small real-valued CNN trained first as stage 0 (3 epochs) and cached.
+Scaled to the 40-minute budget: 4 epochs for step 1 and 5 for step 2 at Adam 2e-3 (1e-3 in
+step 2) with the per-iteration linear schedule (the official per-epoch one would idle the last
+epoch of each step) and 0.2 epochs of warm-up; no augmentation, so the teacher's logits are
+computed once and cached; 28x28 padded to 32x32 so that three reductions give 4x4 maps at the
+wide end, width 0.25.
 
-    adambnn train adambnn_fashion_mnist            # ~30 min on 2 CPU cores: 88.2 % test top-1
+    adambnn train adambnn_fashion_mnist            # ~36 min on 2 CPU cores: 90.2 % test top-1
     adambnn train adambnn_fashion_mnist --smoke    # a minute: 2 epochs a step on 512 images
 
 Variants are overrides, not copies: ``optimizer=sgd lr_schedule=cosine learning_rate=0.1``,
 ``schedule=one-step``, ``weight_decay=1e-5``, ``weight_decay_mode=decoupled``,
 ``distillation=false``, ``augment=true``, ``learning_rate_step2=none``, ``epochs_step2=3``.
 
-Measured (docs/results/demo, 2 cores, 2026-12-01): teacher 2 epochs 6.8 min (91.7 %), logits
-cached 1.4 min, step 1 10.4 min (87.0 %), step 2 10.5 min (88.2 %); the `adambnn demo`
-pipeline around it 30.2 min.
+Measured (docs/results/demo, 2 cores "AMD EPYC", oneDNN's kernels, 2026-12-02): teacher
+3 epochs 7.0 min (92.4 %), logits cached 0.7 min, step 1 13.4 min (89.1 %), step 2 14.3 min
+(90.2 %); the `adambnn demo` pipeline around it 36.6 min.
 """
 
 from recipes.common import SMALL_IMAGE_SMOKE
@@ -35,7 +36,7 @@ def get_config(smoke: bool = False) -> dict:
         "num_downsamplings": 3,
         "kernel_initializer": "pytorch_default",
         "schedule": "two-step",
-        # With oneDNN's kernels (on by default since 2026-12-02, 1.9x faster steps) four epochs
+        # With oneDNN's kernels (the library's default: 1.6x faster steps here) four epochs
         # for step 1 and five for step 2 fit the 40 minutes; two a step left the network
         # underfit at 88.2 % (docs/results/demo, ablation).
         "epochs": 4,

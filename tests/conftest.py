@@ -3,11 +3,13 @@ import os
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# Before TensorFlow: the tests run with the kernels users get (Keras 2, oneDNN's by default).
+import adambnn_larq  # noqa: E402
+
+# isort: split
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
-
-import adambnn_larq  # noqa: E402,F401  (before TensorFlow, to select Keras 2)
 
 
 @pytest.fixture(autouse=True)

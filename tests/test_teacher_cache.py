@@ -57,8 +57,11 @@ def test_cached_teacher_logits_give_the_same_step_as_running_the_teacher():
     initial = [v.numpy() for v in students[0].trainable_variables]
     inline = BNNTrainer(students[0], teacher=teacher)
     cached = BNNTrainer(students[1])  # no teacher: the logits come with the batch
+    # SGD: its step is linear in the gradient. Adam's first step, about lr * g/|g|, turns float
+    # rounding of a near-zero gradient (the two graphs differ, so oneDNN may block their
+    # convolutions differently) into visible differences of the weights.
     for trainer in (inline, cached):
-        trainer.compile(make_optimizer("adam", 1e-2))
+        trainer.compile(make_optimizer("sgd", 1e-1))
     logits = teacher(x, training=False).numpy()
     loss_inline = inline.train_on_batch(x, y, return_dict=True)["loss"]
     loss_cached = cached.train_on_batch(x, y, logits, return_dict=True)["loss"]
