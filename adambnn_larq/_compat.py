@@ -52,4 +52,3 @@ def prefer_onednn() -> None:
     """
     if "tensorflow" not in sys.modules:
         os.environ.setdefault(ONEDNN_VARIABLE, "1")
-

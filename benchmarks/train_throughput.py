@@ -46,14 +46,14 @@ import time
 import adambnn_larq  # noqa: F401
 
 # isort: split
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from adambnn_larq import ReActNetA, ReActNetSmall  # noqa: E402
-from adambnn_larq.hostinfo import cpu_model_name, onednn_enabled  # noqa: E402
-from adambnn_larq.optim import learning_rate_schedule, make_optimizer  # noqa: E402
-from adambnn_larq.teachers import ResNet34, SmallTeacher  # noqa: E402
-from adambnn_larq.trainer import BNNTrainer  # noqa: E402
+from adambnn_larq import ReActNetA, ReActNetSmall
+from adambnn_larq.hostinfo import cpu_model_name, onednn_enabled
+from adambnn_larq.optim import learning_rate_schedule, make_optimizer
+from adambnn_larq.teachers import ResNet34, SmallTeacher
+from adambnn_larq.trainer import BNNTrainer
 
 #: name -> (student builder, teacher builder, input shape, classes, default batch)
 MODELS = {
