@@ -58,6 +58,11 @@ DEFAULT_RTOL = 1e-3
 #: Top-1 agreement verify requires of a file whose weights are stored int8/float16 (unless
 #: given): their rounding moves every logit, so the elementwise tolerance is reported instead.
 COMPRESSED_MIN_AGREEMENT = 0.99
+#: A sign input at least this far from zero in Keras takes the same sign in the LCE interpreter
+#: and under any other CPU's rounding: the largest difference of a sign input measured between
+#: LCE and Keras was 1.9e-5 (docs/deployment.md, "Rounding and sign flips"). Closer samples can
+#: differ by a flipped sign: rounding, not the conversion.
+SIGN_MARGIN = 1e-4
 
 DATASET_NAMES = choices(Dataset)
 #: The datasets held in memory as arrays, whose augmentation can be switched off.

@@ -152,6 +152,7 @@ def run_demo(
             "max_abs_diff": verification.max_abs_diff,
             "top1_agreement": verification.top1_agreement,
             "within_tolerance": verification.within_share,
+            "unexplained": verification.unexplained,
             "tflite_accuracy": verification.tflite_accuracy,
         },
         "latency_ms_median": lce_default["median_ms"],

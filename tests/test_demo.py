@@ -21,10 +21,10 @@ def test_demo_smoke_runs_every_stage_and_resumes(tmp_path):
     assert summary["smoke"] is True
     assert summary["lce_bconv2d"] == 31
     assert summary["verification"]["samples"] == 16
-    # LCE's elementwise criterion (1e-3 + 1e-3·|keras|); an untrained smoke model may meet a
-    # near-zero sign flip on one of the 16 images (see VERIFY_MIN_WITHIN in demo.py).
-    assert summary["verification"]["within_tolerance"] >= 15 / 16
-    assert summary["verification"]["top1_agreement"] >= 15 / 16
+    # LCE's elementwise criterion (1e-3 + 1e-3·|keras|) and top-1: an untrained smoke model
+    # meets near-zero sign inputs, which the CPU's rounding may flip; a difference on an image
+    # whose sign inputs all keep SIGN_MARGIN from zero is not rounding.
+    assert summary["verification"]["unexplained"] == 0
     assert set(summary["test_accuracy"]) == {"step1", "step2"}
     for name in ("model.tflite", "benchmark.json", "report/report.md", "train/summary.json"):
         assert (run_dir / name).is_file(), name

@@ -5,7 +5,8 @@ Keras model at LCE's tolerance (|diff| <= 1e-3 + 1e-3 |keras|, same top-1), op c
 derived from the architecture. Models get trained-like weights: non-zero RSign thresholds and
 RPReLU shifts, slopes on both sides of 1, then a short fit so BatchNorm statistics are real.
 The compressed files are checked against an independent reference: the Keras model with its
-weights rounded by hand the way the stored format rounds them.
+weights rounded by hand the way the stored format rounds them. Small models are compared on
+well-conditioned images (no sign input within SIGN_MARGIN of zero), so exactly, on any CPU.
 """
 
 import json
@@ -15,7 +16,7 @@ import larq as lq
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_lce_conversion import ATOL, RTOL, short_fit, smooth_images
+from test_lce_conversion import ATOL, RTOL, short_fit, smooth_images, well_conditioned
 
 import adambnn_larq as ab
 from adambnn_larq import deploy as lce_tools
@@ -60,26 +61,29 @@ def trained_like(model, rng, *, slopes_above_one=()):
 
 
 def small_reactnet(rng, **slopes):
+    """24x24 inputs: one smooth image in ten keeps its ~31,000 sign inputs SIGN_MARGIN from zero
+    (at 32x32, 55,000 sign inputs, none of 64 did; at 16x16 the third downsampling reaches a
+    2x2 map, where LCE's stride-2 binary conv differs from Keras: docs/deployment.md)."""
     model = ab.ReActNetSmall(
-        input_shape=(32, 32, 1),
+        input_shape=(24, 24, 1),
         width_multiplier=0.125,
         num_downsamplings=3,
         kernel_initializer="pytorch_default",
     )
     trained_like(model, rng, **slopes)
-    short_fit(model, smooth_images(rng, 16, 32, 1))
+    short_fit(model, smooth_images(rng, 16, 24, 1))
     return model
 
 
-def assert_close_to_keras(model, flatbuffer, images):
-    """LCE's criterion on at least 7 of 8 images, the same top-1 on all.
+def conditioned_images(model, rng, n=8):
+    size = model.input_shape[1]
+    return well_conditioned(model, smooth_images(rng, 256, size, 1), n)
 
-    A binary network amplifies rounding: a reassociated float sum can move a pre-activation
-    that lies within rounding of zero to the other sign in one image, which moves its logits by
-    ~1e-2 (measured: 1 of 8 images with width 0.125). Such an image is counted, not fatal.
-    """
+
+def assert_close_to_keras(model, flatbuffer, images, *, min_within=1.0):
+    """LCE's criterion on ``min_within`` of the images (default all), the same top-1 on all."""
     result = lce_tools.verify_conversion(
-        model, flatbuffer, images, atol=ATOL, rtol=RTOL, min_agreement=1.0, min_within=0.875
+        model, flatbuffer, images, atol=ATOL, rtol=RTOL, min_agreement=1.0, min_within=min_within
     )
     assert result.passed, result
     return result
@@ -129,7 +133,7 @@ def test_folded_model_computes_the_trained_function_in_keras(rng):
         rng, slopes_above_one={"block3_rprelu1": "all", "block5_rprelu2": "some"}
     )
     folded = fold_for_deployment(model)
-    images = smooth_images(rng, 8, 32, 1)
+    images = conditioned_images(model, rng)
     expected = model.predict(images, verbose=0)
     np.testing.assert_allclose(folded.predict(images, verbose=0), expected, rtol=1e-4, atol=1e-4)
     forms = {layer.name: layer.form for layer in folded.layers if isinstance(layer, FoldedPReLU)}
@@ -151,7 +155,57 @@ def test_folded_conversion_has_fewer_ops_and_matches_the_trained_model(rng):
     assert folded.census["LceBconv2d"] == plain.census["LceBconv2d"] == 31
     assert sum(folded.census.values()) < 0.7 * sum(plain.census.values())
     # The proof that matters: the folded file against the trained (unfolded) Keras model.
-    assert_close_to_keras(model, folded.flatbuffer, smooth_images(rng, 8, 32, 1))
+    assert_close_to_keras(model, folded.flatbuffer, conditioned_images(model, rng))
+
+
+def _shift_thresholds(model, shifts):
+    """A copy of ``model`` whose RSign thresholds are moved by ``shifts[layer name]``."""
+    copy = tf.keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for layer in copy.layers:
+        if layer.name in shifts:
+            layer.bias.assign(layer.bias + shifts[layer.name])
+    return copy
+
+
+def test_a_rounding_sized_change_cannot_move_the_verdict_on_well_conditioned_images(rng):
+    """Another CPU's rounding, played on the Keras side: every sign input moved by +-2e-5 (the
+    largest LCE-Keras difference of a sign input measured is 1.9e-5). On well-conditioned
+    images (margins >= SIGN_MARGIN = 1e-4) the verdict against the same .tflite stays exact;
+    on the worst-conditioned image a shift of the same size flips a sign and moves the outputs.
+    """
+    model = small_reactnet(rng)
+    flatbuffer = lce_tools.convert_model(model, route="graphdef").flatbuffer
+    rsigns = [layer for layer in model.layers if isinstance(layer, RSign)]
+    shifts = {
+        layer.name: rng.choice([-2e-5, 2e-5], layer.bias.shape).astype(np.float32)
+        for layer in rsigns
+    }
+    other_cpu = _shift_thresholds(model, shifts)
+    images = conditioned_images(model, rng)
+    assert_close_to_keras(model, flatbuffer, images)
+    assert_close_to_keras(other_cpu, flatbuffer, images)
+    here, there = (lce_tools.keras_predict(m, images) for m in (model, other_cpu))
+    quiet = np.abs(here - there).max()
+    assert quiet < 1e-4
+
+    # The control: the candidate whose sign input is closest to zero, and a shift just past it
+    # (still below 2e-5 when that input is, as in every draw seen) on its threshold.
+    candidates = smooth_images(rng, 64, 24, 1)
+    probe = tf.keras.Model(model.inputs, [layer.output for layer in rsigns])
+    values = [np.asarray(v) for v in probe(candidates, training=False)]
+    closest = [np.abs(v).reshape(len(candidates), -1).min(axis=1) for v in values]
+    layer_index, image = np.unravel_index(np.argmin(closest), (len(rsigns), len(candidates)))
+    value = values[layer_index][image].reshape(-1)
+    element = np.argmin(np.abs(value))
+    assert abs(value[element]) < 2e-5
+    channel = element % rsigns[layer_index].bias.shape[0]  # channels last
+    shift = np.zeros(rsigns[layer_index].bias.shape, np.float32)
+    shift[channel] = -np.sign(value[element]) * (abs(value[element]) + 1e-6)
+    flipped = _shift_thresholds(model, {rsigns[layer_index].name: shift})
+    x = candidates[image : image + 1]
+    moved = np.abs(lce_tools.keras_predict(flipped, x) - lce_tools.keras_predict(model, x)).max()
+    assert moved > 10 * quiet, (moved, quiet)
 
 
 def test_folding_without_the_classifier(rng):
@@ -161,7 +215,7 @@ def test_folding_without_the_classifier(rng):
     trained_like(model, rng)
     short_fit(model, smooth_images(rng, 8, 16, 1))
     folded = fold_for_deployment(model)
-    images = smooth_images(rng, 4, 16, 1)
+    images = conditioned_images(model, rng, 4)
     np.testing.assert_allclose(
         folded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-4, atol=1e-4
     )
@@ -307,7 +361,10 @@ def test_full_reactnet_a_folded_and_int8_is_under_5_mb():
     assert folded.census == expected_folded_census(model)
     assert folded.all_binary_convs_converted and folded.census["LceBconv2d"] == 31
     images = smooth_images(rng, 8, 224, 3)
-    assert_close_to_keras(model, folded.flatbuffer, images)
+    # ~3 million sign inputs an image: no image keeps them all SIGN_MARGIN from zero, so one
+    # image may differ by a sign flipped by rounding (counted, not fatal). The all-+1 binary
+    # filters of the reference initialization make a single flip move the logits by ~1e-3.
+    assert_close_to_keras(model, folded.flatbuffer, images, min_within=0.875)
     small = compress_weights(folded.flatbuffer, "int8")
     assert [t.shape for t in small.tensors] == [(1000, 1024)]
     keras = lce_tools.keras_predict(model, images)
@@ -349,7 +406,9 @@ def test_convert_fold_and_int8_weights_then_verify_through_the_command_line(rng,
     assert written["census"]["DEQUANTIZE"] == 1 and "NEG" not in written["census"]
     assert written["lce_bconv2d"] == 31 and written["all_binary_convs_converted"]
 
-    verify = ["verify", str(model_path), str(tflite), "--samples", "8", "--report"]
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, well_conditioned(model, smooth_images(rng, 512, 16, 1), 8))
+    verify = ["verify", str(model_path), str(tflite), "--inputs", str(inputs), "--report"]
     assert cli.main([*verify, str(tmp_path / "v.json")]) == 0
     captured = capsys.readouterr()
     assert "1 weight tensor(s) stored as int8" in captured.err and "not required" in captured.err

@@ -90,6 +90,7 @@ def _verify_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.flatbuffer import io_details
     from adambnn_larq.deploy.verify import (
         dataset_inputs,
+        load_inputs,
         random_inputs,
         verify_conversion,
         verify_criteria,
@@ -123,7 +124,12 @@ def _verify_command(args: argparse.Namespace) -> int:
             "they are not the same model"
         )
     labels = None
-    if args.dataset:
+    if args.inputs and args.dataset:
+        raise CommandError("--inputs and --dataset both give the inputs: choose one")
+    if args.inputs:
+        inputs = load_inputs(args.inputs, shape)
+        source = str(args.inputs)
+    elif args.dataset:
         try:
             inputs, labels, split = dataset_inputs(
                 args.dataset,
@@ -238,6 +244,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--samples", type=positive_int, default=32, help="inputs to compare (default 32)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument(
+        "--inputs",
+        help="your own inputs instead: a .npy array (N, *input shape), read without pickles",
+    )
     parser.add_argument(
         "--atol",
         type=non_negative_float,

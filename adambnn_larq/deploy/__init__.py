@@ -63,6 +63,7 @@ from adambnn_larq.deploy.verify import (
     output_tolerance,
     random_inputs,
     run_interpreter,
+    sign_margins,
     verify_conversion,
 )
 from adambnn_larq.errors import BenchmarkError, CheckpointError, ConversionError
@@ -124,6 +125,7 @@ __all__ = [
     "reactnet_a_expected_shapes",
     "resnet34_expected_shapes",
     "run_interpreter",
+    "sign_margins",
     "time_configurations",
     "time_interpreter",
     "verify_conversion",

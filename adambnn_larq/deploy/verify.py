@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -15,8 +16,10 @@ from adambnn_larq.config import (
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     INTERPRETER_KERNELS,
+    SIGN_MARGIN,
 )
 from adambnn_larq.deploy.flatbuffer import io_details
+from adambnn_larq.errors import ConversionError
 from adambnn_larq.logs import quiet_native_stderr
 
 
@@ -84,6 +87,11 @@ class VerificationResult:
         min_within: the tolerance on ``within_share``.
         source: where the inputs come from.
         per_sample_max_abs_diff: max absolute difference of each sample.
+        per_sample_sign_margin: for each sample, the smallest distance from zero of any input
+            of a sign in Keras (`sign_margins`); None for a model without signs.
+        unexplained: samples outside the tolerance or with another top-1 although every sign
+            input lies at least `SIGN_MARGIN` from zero: rounding cannot explain them (a
+            conversion error can). None for a model without signs.
         kernel: the LCE binary-conv kernel the interpreter used.
         keras_accuracy / tflite_accuracy: top-1 against labels (datasets only).
     """
@@ -103,6 +111,8 @@ class VerificationResult:
     tflite_accuracy: float | None = None
     within_share: float = 1.0
     min_within: float = 1.0
+    per_sample_sign_margin: list[float] | None = None
+    unexplained: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -122,20 +132,40 @@ class VerificationResult:
             )
         within = round(self.within_share * self.samples)
         lines.append(f"samples within tolerance: {within}/{self.samples}")
+        if self.unexplained is not None and within < self.samples:
+            lines.append(
+                f"of the others, with every sign input >= {SIGN_MARGIN:g} from zero (not "
+                f"rounding): {self.unexplained}"
+            )
         lines.append(
             f"tolerance: |diff| <= {self.atol:g} + {self.rtol:g} * |keras| elementwise on "
             f">= {self.min_within:.0%} of the samples and top-1 agreement >= "
             f"{self.min_agreement:.0%}: {'PASS' if self.passed else 'FAIL'}"
         )
-        if not self.passed and self.top1_agreement > 0:
-            lines.append(
+        if not self.passed:
+            lines.extend(self._failure_hints())
+        return "\n".join(lines)
+
+    def _failure_hints(self) -> list[str]:
+        hints = []
+        if self.per_sample_sign_margin is not None:
+            near = [m for m in self.per_sample_sign_margin if m < SIGN_MARGIN]
+            hints.append(
+                f"sign margins: {len(near)} of {self.samples} samples have a sign input within "
+                f"{SIGN_MARGIN:g} of zero in Keras (closest {min(self.per_sample_sign_margin):.2g})"
+                "; there the interpreter's rounding can take the other side of the sign, and one "
+                "flipped sign moves the outputs: if only such samples differ, this is rounding, "
+                "not the conversion"
+            )
+        if self.top1_agreement > 0:
+            hints.append(
                 "hint: in an untrained model (BatchNorm statistics at their initial values) one "
                 "activation within rounding of zero that takes the other sign grows through "
                 "the unnormalized blocks; verify a trained model, or compare with a "
                 "--target xcore conversion (float convs on the same binary inputs) to tell "
                 "this apart from a conversion error"
             )
-        return "\n".join(lines)
+        return hints
 
 
 def run_interpreter(
@@ -233,7 +263,7 @@ def verify_conversion(
         raise ValueError(
             f"inputs have shape {tuple(inputs.shape[1:])}, the model expects {expected_shape}"
         )
-    keras_outputs = keras_predict(model, inputs)
+    keras_outputs, margins = keras_outputs_and_sign_margins(model, inputs)
     tflite_outputs = run_interpreter(flatbuffer, inputs, kernel=kernel)
     if tflite_outputs.shape != keras_outputs.shape:
         raise ValueError(
@@ -246,6 +276,8 @@ def verify_conversion(
     flat_keras = keras_outputs.reshape(len(inputs), -1)
     flat_tflite = tflite_outputs.reshape(len(inputs), -1)
     keras_top1, tflite_top1 = flat_keras.argmax(axis=1), flat_tflite.argmax(axis=1)
+    within = excess.reshape(len(inputs), -1).max(axis=1) <= 0.0
+    differs = ~within | (keras_top1 != tflite_top1)
     result = VerificationResult(
         samples=len(inputs),
         max_abs_diff=float(diff.max()),
@@ -255,11 +287,13 @@ def verify_conversion(
         atol=atol,
         rtol=float(rtol),
         min_agreement=float(min_agreement),
-        within_share=float(np.mean(excess.reshape(len(inputs), -1).max(axis=1) <= 0.0)),
+        within_share=float(np.mean(within)),
         min_within=float(min_within),
         source=source,
         per_sample_max_abs_diff=[float(d) for d in diff.reshape(len(inputs), -1).max(axis=1)],
         kernel=kernel,
+        per_sample_sign_margin=None if margins is None else [float(m) for m in margins],
+        unexplained=None if margins is None else int(np.sum(differs & (margins >= SIGN_MARGIN))),
     )
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
@@ -281,10 +315,119 @@ def keras_predict(model: tf.keras.Model, inputs: np.ndarray, batch_size: int = 1
     return np.concatenate(outputs)
 
 
+def sign_inputs(model: tf.keras.Model) -> list[tf.Tensor]:
+    """The Keras tensors that a sign binarizes: the inputs of every layer of ``model`` whose
+    ``input_quantizer`` is a sign (larq's ``ste_sign``, ``approx_sign``, ... ; multi-bit
+    quantizers are not signs), each tensor once (the two 1x1 convs of a ReActNet reduction
+    block share theirs). Layers of nested models are not searched.
+    """
+    tensors: dict[int, tf.Tensor] = {}
+    for layer in model.layers:
+        quantizer = getattr(layer, "input_quantizer", None)
+        if quantizer is None:
+            continue
+        name = getattr(quantizer, "__name__", type(quantizer).__name__)
+        if "sign" in name.lower():
+            tensors.setdefault(id(layer.input), layer.input)
+    return list(tensors.values())
+
+
+def keras_outputs_and_sign_margins(
+    model: tf.keras.Model, inputs: np.ndarray, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`keras_predict` and `sign_margins` from one pass of Keras over ``inputs``.
+
+    Returns:
+        (outputs, margins): float32 outputs (N, ...); per sample the smallest ``|x|`` over
+        every input ``x`` of a sign, or None when the model has no sign.
+    """
+    signs = sign_inputs(model)
+    if not signs:
+        return keras_predict(model, inputs, batch_size), None
+    probe = tf.keras.Model(model.inputs, [*model.outputs, *signs])
+    outputs, margins = [], []
+    for start in range(0, len(inputs), batch_size):
+        batch = probe(inputs[start : start + batch_size], training=False)
+        outputs.append(np.asarray(batch[0], np.float32))
+        margins.append(
+            np.min(
+                [np.abs(np.asarray(x)).reshape(len(batch[0]), -1).min(axis=1) for x in batch[1:]],
+                axis=0,
+            )
+        )
+    return np.concatenate(outputs), np.concatenate(margins).astype(np.float32)
+
+
+def sign_margins(model: tf.keras.Model, inputs: np.ndarray) -> np.ndarray | None:
+    """How far each sample's sign inputs stay from zero in Keras.
+
+    A binary network is discontinuous at every sign: where an input of a sign lies within
+    rounding of zero, another implementation (the LCE interpreter, Keras on a CPU with other
+    vector instructions) can take the other side, and the flipped bit moves the outputs. A
+    sample whose margin is at least `adambnn_larq.config.SIGN_MARGIN` is computed alike
+    everywhere; comparisons that must not depend on the CPU use such samples.
+
+    Arguments:
+        model: a Keras model with larq sign quantizers (see `sign_inputs`).
+        inputs: float32 batch in the model's input layout.
+
+    Returns:
+        Per sample, the smallest ``|x|`` over every input ``x`` of a sign (N,), or None when the
+        model has no sign.
+    """
+    if not sign_inputs(model):
+        return None
+    return keras_outputs_and_sign_margins(model, inputs)[1]
+
+
 def random_inputs(shape: Sequence[int], samples: int, seed: int = 0) -> np.ndarray:
     """Uniform [-1, 1) float32 inputs, as in LCE's own end-to-end tests."""
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.0, 1.0, size=(samples, *shape)).astype(np.float32)
+
+
+def load_inputs(path: str | Path, shape: Sequence[int]) -> np.ndarray:
+    """A user's own inputs for verification: a NumPy ``.npy`` array (N, *shape).
+
+    Read without pickles (an object array is refused, its code never runs); the header is
+    checked before any data is read.
+
+    Arguments:
+        path: the ``.npy`` file.
+        shape: the model's input shape without the batch axis.
+
+    Returns:
+        float32 array (N, *shape).
+
+    Raises:
+        ConversionError: missing or unreadable file, pickled objects, another shape, no
+            samples, non-finite or non-numeric values.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConversionError(f"inputs file not found: {path}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:  # pickled objects, a damaged header
+        raise ConversionError(f"{path}: not a plain .npy array ({error})") from error
+    except OSError as error:
+        raise ConversionError(f"{path}: cannot read ({error})") from error
+    if not isinstance(array, np.ndarray):
+        raise ConversionError(f"{path}: holds several arrays (.npz); save one with numpy.save")
+    expected = tuple(shape)
+    if array.ndim != len(expected) + 1 or tuple(array.shape[1:]) != expected:
+        wanted = ", ".join(str(size) for size in expected)
+        raise ConversionError(
+            f"{path}: inputs of shape {array.shape}, the model expects (N, {wanted})"
+        )
+    if len(array) == 0:
+        raise ConversionError(f"{path}: no samples")
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise ConversionError(f"{path}: values of type {array.dtype}, numbers needed")
+    inputs = np.asarray(array, np.float32)
+    if not np.all(np.isfinite(inputs)):
+        raise ConversionError(f"{path}: holds NaN or infinite values")
+    return inputs
 
 
 def dataset_inputs(
