@@ -568,3 +568,32 @@ def test_verify_refuses_mismatched_files(small_files, tmp_path, capsys):
     status = cli.main(["verify", str(h5), str(tflite)])
     captured = capsys.readouterr()
     assert status == 2 and "not the same model" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("wrong_shape", "the model expects (N, 16, 16, 1)"),
+        ("pickled", "not a plain .npy array"),
+        ("not_finite", "NaN or infinite"),
+        ("missing", "inputs file not found"),
+        ("with_dataset", "--inputs and --dataset both give the inputs"),
+    ],
+)
+def test_verify_refuses_bad_inputs_files(case, message, small_files, tmp_path, capsys):
+    directory = small_files[0]
+    inputs = tmp_path / "inputs.npy"
+    if case == "wrong_shape":
+        np.save(inputs, np.zeros((2, 28, 28, 1), np.float32))
+    elif case == "pickled":  # an object array: loading it would run pickle
+        np.save(inputs, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    elif case == "not_finite":
+        np.save(inputs, np.full((1, 16, 16, 1), np.nan, np.float32))
+    elif case == "with_dataset":
+        np.save(inputs, np.zeros((1, 16, 16, 1), np.float32))
+    extra = ["--dataset", "fashion_mnist"] if case == "with_dataset" else []
+    model, tflite = directory / "small.h5", directory / "small.tflite"
+    status = cli.main(["verify", str(model), str(tflite), "--inputs", str(inputs), *extra])
+    captured = capsys.readouterr()
+    assert status == 2 and message in captured.err, captured.err
+    assert "Traceback" not in captured.err
