@@ -36,18 +36,22 @@ from typing import Any
 import numpy as np
 
 from adambnn_larq import data, logs
+from adambnn_larq.analysis import load_signs
 from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
 from adambnn_larq.errors import ConfigError, StudyError, TrainingDiverged
 from adambnn_larq.hostinfo import cpu_model_name
 from adambnn_larq.reports import analyze, run_summary, step_summary
 from adambnn_larq.rundir import (
+    ANALYSIS_DIR,
     DIVERGED_FILE,
+    INITIAL_SIGNS_FILE,
     REPORT_DIR,
     STUDY_FILE,
     STUDY_JSON,
     atomic_write_text,
     load_run,
 )
+from adambnn_larq.stats import TestResult, holm, paired_t, welch_t
 from adambnn_larq.training import train
 
 
@@ -135,6 +139,13 @@ def load_study(
     seeds = _require(selection, "seeds", list, f"{where}: selection")
     if validation_size < 1 or not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{where}: selection needs validation_size >= 1 and integer seeds")
+    if len(set(seeds)) != len(seeds):
+        raise StudyError(f"{where}: selection.seeds {seeds} repeats a seed")
+    if len(seeds) < 2:
+        raise StudyError(
+            f"{where}: selection.seeds is {seeds}: each finding is a t-test over the seeds, "
+            "which needs at least 2 different seeds (3 or more to detect anything)"
+        )
     paper = study.get("paper", {})
     if datasets is not None:
         unknown = sorted(set(datasets) - set(study_datasets))
@@ -214,43 +225,86 @@ def load_study(
 
 METRICS = ("ff", "c2i_run", "c2i_step", "top1", "saturation_drop", "beyond_one")
 
+#: The significance level of every comparison, after Holm's correction within a finding.
+ALPHA = 0.05
 
-def seed_statistics(values: Sequence[float | None]) -> dict[str, Any] | None:
-    """Mean, sample standard deviation (0 for one seed) and the values; None if any is missing."""
+
+def seed_statistics(
+    values: Sequence[float | None], seeds: Sequence[int] | None = None
+) -> dict[str, Any] | None:
+    """Mean, sample standard deviation (0 for one seed), the values and the seeds they belong
+    to (the pairing of a paired test); None if any value is missing."""
     if not values or any(v is None for v in values):
         return None
+    if seeds is not None and len(seeds) != len(values):
+        raise ValueError(f"{len(values)} values but {len(seeds)} seeds")
     array = np.asarray(values, dtype=np.float64)
     spread = float(array.std(ddof=1)) if len(array) > 1 else 0.0
-    return {"mean": float(array.mean()), "sd": spread, "values": [float(v) for v in array]}
+    return {"mean": float(array.mean()), "sd": spread, "values": [float(v) for v in array],
+            "seeds": None if seeds is None else [int(s) for s in seeds]}  # fmt: skip
 
 
-def _compare(a: dict, b: dict) -> int:
-    """+1: a > b beyond the seed spread (the difference of the means exceeds the sum of the
-    standard deviations), -1: a < b beyond it, 0: within it."""
-    difference = a["mean"] - b["mean"]
-    if abs(difference) <= a["sd"] + b["sd"]:
-        return 0
-    return 1 if difference > 0 else -1
+def compare(a: dict[str, Any], b: dict[str, Any], *, paired: bool = True) -> TestResult:
+    """The two-sided test of mean(a) - mean(b) for two `seed_statistics`.
+
+    Paired (a t-test on the per-seed differences) when ``paired`` and both were measured on
+    the same seeds: runs of one seed share the initialization, the data order and the teacher,
+    so the differences cancel what the seed does to both. Welch's t-test otherwise.
+
+    Raises:
+        StudyError: fewer than two seeds on either side.
+    """
+    same_seeds = a.get("seeds") is not None and a.get("seeds") == b.get("seeds")
+    try:
+        if paired and same_seeds:
+            return paired_t(a["values"], b["values"], alpha=ALPHA)
+        return welch_t(a["values"], b["values"], alpha=ALPHA)
+    except ValueError as error:
+        raise StudyError(str(error)) from error
 
 
-def _verdict(orders: Sequence[int]) -> tuple[bool | None, str]:
-    """Claims hold when every comparison is +1: "yes"; any -1 contradicts: "no"; else the
-    differences are within the seed spread."""
-    if all(o == 1 for o in orders):
-        return True, "yes"
-    if any(o == -1 for o in orders):
-        return False, "no: the opposite, beyond the seed spread"
-    return None, "not distinguishable: within the seed spread"
+def finding_verdict(results: Sequence[TestResult]) -> dict[str, Any]:
+    """The verdict of a finding from its comparisons, each effect oriented so that > 0 is the
+    paper's direction.
+
+    The p-values are Holm-corrected within the finding (the chance that any of its
+    comparisons is a false positive stays below `ALPHA`). Each comparison then counts "for"
+    (significant, paper's direction), "against" (significant, the other way) or neither, and
+    the finding reads "reproduced" (all for), "the opposite" (all against), "partly (k of n
+    comparisons)" (some for, none against), "partly the opposite" (some against, none for),
+    "mixed" (some each way) or "not distinguishable" (none significant).
+    """
+    adjusted = holm([r.p for r in results])
+    outcomes = [
+        ("for" if r.effect > 0 else "against") if p < ALPHA else "neither"
+        for r, p in zip(results, adjusted)
+    ]
+    n, k, m = len(results), outcomes.count("for"), outcomes.count("against")
+    if k == n:
+        status, verdict, reproduced = "reproduced", "reproduced", True
+    elif m == n:
+        status, verdict, reproduced = "opposite", "the opposite", False
+    elif k and m:
+        status, verdict, reproduced = "mixed", f"mixed: {k} for, {m} against (of {n})", None
+    elif k:
+        status, verdict, reproduced = "partly", f"partly ({k} of {n} comparisons)", None
+    elif m:
+        status, verdict = "partly opposite", f"partly the opposite ({m} of {n} comparisons)"
+        reproduced = False
+    else:
+        status, verdict, reproduced = "not distinguishable", "not distinguishable", None
+    return {"status": status, "verdict": verdict, "reproduced": reproduced,
+            "p_holm": adjusted, "outcomes": outcomes}  # fmt: skip
 
 
-def findings(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def findings(rows: dict[str, dict[str, Any]], *, paired: bool = True) -> list[dict[str, Any]]:
     """Which of the paper's findings the measured ``rows`` reproduce.
 
-    ``rows`` maps run names to metric -> `seed_statistics`. A finding counts as reproduced
-    only when each of its differences exceeds the seed spread (sum of the two standard
-    deviations) in the paper's direction; one beyond the spread the other way contradicts
-    it; otherwise it is not distinguishable here. A finding whose runs are missing is not
-    testable.
+    ``rows`` maps run names to metric -> `seed_statistics`. Each finding rests on one or more
+    comparisons "x > y" in the paper's direction; each is tested by `compare` (paired on the
+    seeds when ``paired``: the study's runs of one seed start from the same weights), and
+    `finding_verdict` turns the Holm-corrected tests into words. A finding whose runs are
+    missing is not testable.
     """
 
     def stat(run: str, key: str) -> dict | None:
@@ -259,13 +313,25 @@ def findings(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     def check(claim: str, needed: list[tuple[str, str]], pairs, shown: str) -> dict[str, Any]:
         stats = [stat(run, key) for run, key in needed]
         if any(s is None for s in stats):
-            return {"claim": claim, "reproduced": None, "verdict": "not testable",
-                    "measured": "not measured"}  # fmt: skip
-        reproduced, verdict = _verdict([_compare(stats[i], stats[j]) for i, j in pairs])
+            return {"claim": claim, "status": "not testable", "reproduced": None,
+                    "verdict": "not testable", "measured": "not measured",
+                    "comparisons": []}  # fmt: skip
+        formats = _formats(needed)
+        try:
+            results = [compare(stats[i], stats[j], paired=paired) for i, j in pairs]
+        except StudyError as error:
+            raise StudyError(f"finding {claim!r}: {error}") from error
+        verdict = finding_verdict(results)
+        comparisons = [
+            {"a": "{} {}".format(*needed[i]), "b": "{} {}".format(*needed[j]),
+             **result.to_dict(), "p_holm": p, "outcome": outcome, "format": formats[i]}
+            for (i, j), result, p, outcome in zip(
+                pairs, results, verdict.pop("p_holm"), verdict.pop("outcomes"))
+        ]  # fmt: skip
         measured = shown.format(*(f"{s['mean']:{fmt}} ± {s['sd']:{fmt}}"
-                                  for s, fmt in zip(stats, _formats(needed))))  # fmt: skip
-        return {"claim": claim, "reproduced": reproduced, "verdict": verdict,
-                "measured": measured}  # fmt: skip
+                                  for s, fmt in zip(stats, formats)))  # fmt: skip
+        return {"claim": claim, **verdict, "measured": measured, "alpha": ALPHA,
+                "correction": "Holm", "comparisons": comparisons}  # fmt: skip
 
     sweep = ["adam-1step-wd-1e-05", "adam-1step-wd0", "adam-1step-wd5e-06", "adam-1step-wd1e-05"]
     chain = [(i + 1, i) for i in range(3)]  # each larger decay above the smaller one
@@ -307,6 +373,14 @@ def _formats(needed: Sequence[tuple[str, str]]) -> list[str]:
     return [".2e" if key == "ff" else ".4f" for _, key in needed]
 
 
+def _effect(comparison: dict[str, Any]) -> str:
+    fmt = comparison["format"]
+    return (f"{comparison['a']} − {comparison['b']}: {comparison['effect']:+{fmt}} "
+            f"[{comparison['ci_low']:+{fmt}}, {comparison['ci_high']:+{fmt}}], "
+            f"p {comparison['p']:.3g} ({comparison['p_holm']:.3g}), "
+            f"{comparison['test']}, n {comparison['n']}")  # fmt: skip
+
+
 # --------------------------------------------------------------------------------------
 # Running and reporting
 # --------------------------------------------------------------------------------------
@@ -322,6 +396,31 @@ def _measured_row(run_dir: Path, label: str) -> dict[str, Any]:
     row["validation_top1"] = run.summary.get("final_validation_accuracy")
     row["wall_time_s"] = sum(s.get("wall_time_s", 0.0) for s in run.summary["steps"])
     return row
+
+
+def _seed_matched(folder: Path, finals: Sequence[StudyRun]) -> tuple[bool, str]:
+    """Whether the final runs of each seed start from the same weights (the premise of the
+    paired tests), read from the initial signs each run saved; and a sentence saying so."""
+    first: dict[int, tuple[str, dict[str, np.ndarray]]] = {}
+    for run in finals:
+        path = folder / run.directory / "step1" / ANALYSIS_DIR / INITIAL_SIGNS_FILE
+        try:
+            signs = load_signs(path)
+        except (FileNotFoundError, ValueError) as error:
+            return False, f"Not seed-matched ({error}): Welch's t-tests."
+        seed = run.config.seed
+        if seed not in first:
+            first[seed] = (run.directory, signs)
+            continue
+        other, reference = first[seed]
+        if signs.keys() != reference.keys() or any(
+            not np.array_equal(signs[k], reference[k]) for k in signs
+        ):
+            return False, (f"Not seed-matched: {run.directory} starts from other weights than "
+                           f"{other}; Welch's t-tests.")  # fmt: skip
+    return True, (f"Seed-matched: the final runs of each seed start from the same weights "
+                  f"(identical initial signs of all {len(finals)} runs, checked); paired "
+                  "t-tests.")  # fmt: skip
 
 
 def _fmt(stats: dict | None, spec: str, scale: float = 1.0) -> str:
@@ -374,8 +473,15 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         "images, never trained on) among the arm's sweep; the sweep runs never read the test "
         f"split. The final runs then trained with seeds {study.seeds}, still choosing their "
         "checkpoints on the validation split, and report the test split. Numbers are mean ± "
-        "sample standard deviation over the seeds; a finding counts as reproduced only when "
-        "every difference it rests on exceeds the sum of the two standard deviations.",
+        "sample standard deviation over the seeds. Each comparison of a finding is a two-sided "
+        "paired t-test on the per-seed differences (the runs of one seed share their "
+        "initialization, data order and teacher) or, where the runs are not seed-matched, "
+        f"Welch's t-test; the effect is the difference of the means in the paper's direction "
+        f"(> 0: as the paper says) with its {100 * (1 - ALPHA):.0f} % confidence interval. "
+        "The p-values of a finding's comparisons are Holm-corrected, and a comparison counts "
+        f"when its corrected p < {ALPHA:g}: a finding is reproduced when all count in the "
+        "paper's direction, the opposite when all count against it, partly (k of n) when "
+        "some count for it and none against, mixed when some count each way.",
         "",
         "FF: mean over every training iteration (all steps). C2I: at the end, against the signs "
         "at the start of the run and of the last step. Paper: binary ResNet-18 on ImageNet "
@@ -414,10 +520,14 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         if section["below_chance_margin"]:
             lines += ["", "Runs that did not clear chance by a wide margin (mean test top-1 < "
                       f"50 %): {', '.join(section['below_chance_margin'])}."]  # fmt: skip
-        lines += ["", "### The paper's findings here", "", "| finding | verdict | measured |",
-                  "|---|---|---|"]  # fmt: skip
+        lines += ["", "### The paper's findings here", "", section["pairing"], "",
+                  "| finding | verdict | measured (mean ± sd) | effect in the paper's direction "
+                  f"[{100 * (1 - ALPHA):.0f} % CI], p (Holm), test, n |",
+                  "|---|---|---|---|"]  # fmt: skip
         for finding in section["findings"]:
-            lines.append(f"| {finding['claim']} | {finding['verdict']} | {finding['measured']} |")
+            effects = "; ".join(_effect(c) for c in finding["comparisons"]) or "—"
+            lines.append(f"| {finding['claim']} | {finding['verdict']} | {finding['measured']} | "
+                         f"{effects} |")  # fmt: skip
         lines += [
             "",
             f"Plots and the per-step table (saturation, SDAM, weights beyond ±1, dead weights) "
@@ -606,13 +716,17 @@ def run_study(
         rows = {}
         for run_name in dict.fromkeys(run.name for run in finals):
             per_seed = [measured[r.directory] for r in finals if r.name == run_name]
-            rows[run_name] = {key: seed_statistics([m.get(key) for m in per_seed])
+            seeds = [r.config.seed for r in finals if r.name == run_name]
+            rows[run_name] = {key: seed_statistics([m.get(key) for m in per_seed], seeds)
                               for key in METRICS}  # fmt: skip
+        matched, pairing = _seed_matched(folder, finals)
+        print(f"[study] {pairing}", flush=True)
         below = [n for n, row in rows.items() if row["top1"] and row["top1"]["mean"] < 0.5]
         minutes = sum(m["wall_time_s"] for m in measured.values())
         minutes = (minutes + sum(r["wall_time_s"] for r in sweep_rows)) / 60
         sections.append({"dataset": dataset, "sweep": sweep_rows, "learning_rates": rates,
-                         "rows": rows, "findings": findings(rows), "below_chance_margin": below,
+                         "rows": rows, "seed_matched": matched, "pairing": pairing,
+                         "findings": findings(rows, paired=matched), "below_chance_margin": below,
                          "training_minutes": minutes})  # fmt: skip
     study = dataclasses.replace(study, finals=tuned_finals)
     seconds = time.perf_counter() - started

@@ -18,8 +18,12 @@ How the comparison is made fair:
   sweep runs never read the test split (``evaluate_test=false``). Every run of an arm then
   uses the chosen rate.
 - **Seeds.** The final runs train once per seed in ``SEEDS`` (model init, data order and the
-  teacher all follow the seed); the report gives mean ± standard deviation and calls a finding
-  reproduced only when its differences exceed the seeds' spread.
+  teacher all follow the seed, so the runs of one seed in every arm start from the same
+  weights and see the same batches; the study checks the initial signs). Each comparison is a
+  paired t-test on the per-seed differences, Holm-corrected within a finding; the report gives
+  the effect with its 95 % confidence interval and p-value. A t-test needs two seeds at the
+  least (the smoke run's two), but on one degree of freedom its 95 % critical t is 12.7: three
+  seeds or more.
 - **Equal budgets, a schedule that learns to the end.** Every run trains ``2 * EPOCHS_PER_STEP``
   epochs on the first ``TRAIN_LIMIT`` training images (one-step: all in one step; two-step: half
   before and half after binarizing the weights) with the per-iteration linear schedule and a
@@ -42,7 +46,7 @@ EPOCHS_PER_STEP = 2
 TRAIN_LIMIT = 8000
 EVAL_LIMIT = 5000
 VALIDATION_SIZE = 5000
-SEEDS = [0, 1]
+SEEDS = [0, 1, 2]
 DECAY_SCALE = 100.0
 WARMUP_EPOCHS = 0.2
 
@@ -127,12 +131,12 @@ def get_config(smoke: bool = False) -> dict:
         "learning_rate_step2": None,
         "epochs_step2": None,
     }
-    epochs_per_step, validation_size, arms = EPOCHS_PER_STEP, VALIDATION_SIZE, ARMS
+    epochs_per_step, validation_size, arms, seeds = EPOCHS_PER_STEP, VALIDATION_SIZE, ARMS, SEEDS
     if smoke:
         # On top of each recipe's own smoke settings: one epoch a step on 128 images, two
-        # learning rates an arm.
+        # learning rates an arm, the two seeds a t-test needs at the least.
         budget.update(train_limit=128, eval_limit=64, batch_size=64, probe_size=8)
-        epochs_per_step, validation_size = 1, 64
+        epochs_per_step, validation_size, seeds = 1, 64, SEEDS[:2]
         arms = {arm: {**entry, "learning_rates": entry["learning_rates"][1:]}
                 for arm, entry in ARMS.items()}  # fmt: skip
     # The study's teacher trains 2 epochs, as when its runs were made: the demo recipe's teacher
@@ -143,7 +147,7 @@ def get_config(smoke: bool = False) -> dict:
             "fashion_mnist": {"recipe": "adambnn_fashion_mnist", "overrides": fashion_mnist},
             "cifar10": {"recipe": "adambnn_cifar10", "overrides": budget},
         },
-        "selection": {"validation_size": validation_size, "seeds": SEEDS},
+        "selection": {"validation_size": validation_size, "seeds": seeds},
         "arms": arms,
         "runs": _runs(epochs_per_step),
         "paper": PAPER,
