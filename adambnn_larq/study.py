@@ -29,7 +29,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,11 @@ class StudyRun:
         return f"{self.name}-seed{self.config.seed}"
 
 
+#: How many points a sweep may add on each side of an arm's grid while its best rate is at
+#: that edge (a study file's ``selection.max_extensions`` overrides it).
+MAX_EXTENSIONS = 2
+
+
 @dataclasses.dataclass(frozen=True)
 class Study:
     """A resolved study: the sweep runs, and the final runs whose learning rate comes from the
@@ -84,6 +89,7 @@ class Study:
     finals: list[StudyRun]
     validation_size: int
     seeds: list[int]
+    max_extensions: int = MAX_EXTENSIONS
 
     @property
     def datasets(self) -> list[str]:
@@ -137,6 +143,9 @@ def load_study(
     selection = _require(study, "selection", dict, where)
     validation_size = _require(selection, "validation_size", int, f"{where}: selection")
     seeds = _require(selection, "seeds", list, f"{where}: selection")
+    max_extensions = selection.get("max_extensions", MAX_EXTENSIONS)
+    if not isinstance(max_extensions, int) or max_extensions < 0:
+        raise StudyError(f"{where}: selection.max_extensions must be an integer >= 0")
     if validation_size < 1 or not seeds or not all(isinstance(s, int) for s in seeds):
         raise StudyError(f"{where}: selection needs validation_size >= 1 and integer seeds")
     if len(set(seeds)) != len(seeds):
@@ -174,8 +183,12 @@ def load_study(
         rates = _require(entry, "learning_rates", list, f"{where}: arms.{arm}")
         if sweep_run not in by_name or by_name[sweep_run]["arm"] != arm:
             raise StudyError(f"{where}: arms.{arm}: sweep_run {sweep_run!r} is no run of {arm}")
-        if len(rates) < 1 or not all(isinstance(r, float) and r > 0 for r in rates):
-            raise StudyError(f"{where}: arms.{arm}: learning_rates must be positive floats")
+        if len(rates) < 2 or not all(isinstance(r, float) and r > 0 for r in rates):
+            # Two at the least: the spacing of the grid is the step of its extension.
+            raise StudyError(f"{where}: arms.{arm}: learning_rates must be 2 or more positive "
+                             "floats")  # fmt: skip
+        if len(set(rates)) != len(rates):
+            raise StudyError(f"{where}: arms.{arm}: learning_rates repeats a rate")
 
     chosen = [run for run in study_runs if runs is None or run["name"] in runs]
     wanted_arms = list(dict.fromkeys(run["arm"] for run in chosen))
@@ -216,7 +229,7 @@ def load_study(
                 finals.append(
                     StudyRun(dataset, run["name"], config, paper.get(row, {}), run["arm"], "final")
                 )
-    return Study(sweeps, finals, validation_size, list(seeds))
+    return Study(sweeps, finals, validation_size, list(seeds), max_extensions)
 
 
 # --------------------------------------------------------------------------------------
@@ -511,10 +524,18 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         ]
         for sweep in section["sweep"]:
             lines.append(
-                f"| {sweep['arm']} | {sweep['base']} | {sweep['learning_rate']:g} | "
+                f"| {sweep['arm']} | {sweep['base']} | {sweep['learning_rate']:g}"
+                f"{' (extension)' if sweep.get('extension') else ''} | "
                 f"{'diverged' if sweep['diverged'] else _percent(sweep['validation_top1'])} | "
                 f"{'**yes**' if sweep['chosen'] else ''} |"
             )
+        lines += ["", "Where an arm's best rate was the largest or smallest of its grid, the sweep "
+                  "added a point beyond it (spaced like the grid) and trained it, at most "
+                  f"{section['max_extensions']} times a side:", ""]  # fmt: skip
+        for arm, bracket in section["brackets"].items():
+            where = "inside the rates tried" if bracket["interior"] else "at an edge"
+            lines.append(f"- {arm}: {bracket['note']}; chosen "
+                         f"{section['learning_rates'][arm]:g}, {where}.")  # fmt: skip
         names = list(dict.fromkeys(run.name for run in finals))
         lines += ["", "### Final runs", ""] + _table(names, finals, section["rows"])
         if section["below_chance_margin"]:
@@ -632,6 +653,97 @@ def choose_learning_rates(sweep_rows: Sequence[dict[str, Any]]) -> dict[str, flo
     return {arm: -key[1] for arm in every for key in [best[arm]]}
 
 
+def _sweep_row(run: StudyRun, measured: dict[str, Any], extension: bool) -> dict[str, Any]:
+    return {"run": run.directory, "arm": run.arm, "base": run.base,
+            "learning_rate": run.config.learning_rate,
+            "validation_top1": measured.get("validation_top1"),
+            "diverged": measured.get("diverged", False),
+            "wall_time_s": measured.get("wall_time_s", 0.0),
+            "extension": extension}  # fmt: skip
+
+
+def _extension_run(edge: StudyRun, rate: float) -> StudyRun:
+    config = dataclasses.replace(edge.config, learning_rate=rate)
+    return dataclasses.replace(edge, name=f"sweep-{edge.arm}-lr{_lr_name(rate)}", config=config)
+
+
+def sweep_learning_rates(
+    sweeps: Sequence[StudyRun],
+    train: Callable[[Sequence[StudyRun]], None],
+    measure: Callable[[StudyRun], dict[str, Any]],
+    max_extensions: int = MAX_EXTENSIONS,
+) -> tuple[list[StudyRun], list[dict[str, Any]], dict[str, float], dict[str, dict[str, Any]]]:
+    """Train each arm's sweep until its chosen learning rate lies strictly inside the grid.
+
+    After each round, an arm whose best rate (`choose_learning_rates`) is the grid's largest
+    (smallest) gets one more point above (below) it, spaced like the grid's outer two points
+    (×2 for a ×2 grid), and the round repeats, at most ``max_extensions`` times a side. A best
+    at an edge says only that the optimum may lie beyond it, so a rate chosen there would
+    handicap its arm in every comparison. The extension is a function of the sweep's results,
+    so a resumed study finds the same points and reads their runs back.
+
+    Arguments:
+        sweeps: the sweep runs of one dataset (two rates an arm at the least).
+        train: trains the runs given (resumable: finished runs are not retrained).
+        measure: a trained run's ``validation_top1`` (and ``diverged``, ``wall_time_s``).
+        max_extensions: the cap, per side of each arm's grid.
+
+    Returns:
+        Every sweep run (the grids and their extensions, by arm and rate), their rows (as
+        `choose_learning_rates` reads them, plus ``extension`` and ``chosen``), the chosen
+        rate of each arm, and per arm its bracketing: ``grid``, ``extended_up``,
+        ``extended_down``, ``interior`` and a ``note`` in words.
+    """
+    runs = list(sweeps)
+    initial = {run.directory for run in runs}
+    arms = list(dict.fromkeys(run.arm for run in runs))
+    extended: dict[str, dict[str, list[float]]] = {arm: {"up": [], "down": []} for arm in arms}
+    pending = list(runs)
+    while True:
+        train(pending)
+        rows = [_sweep_row(run, measure(run), run.directory not in initial) for run in runs]
+        rates = choose_learning_rates(rows)
+        pending = []
+        for arm in arms:
+            ordered = sorted((r for r in runs if r.arm == arm),
+                             key=lambda r: r.config.learning_rate)  # fmt: skip
+            grid = [r.config.learning_rate for r in ordered]
+            for side, edge, inner in (("up", -1, -2), ("down", 0, 1)):
+                if rates[arm] != grid[edge] or len(extended[arm][side]) >= max_extensions:
+                    continue
+                # Rounded: repeated products of binary floats would name runs 0.005000000001.
+                rate = float(f"{grid[edge] * grid[edge] / grid[inner]:.12g}")
+                extended[arm][side].append(rate)
+                pending.append(_extension_run(ordered[edge], rate))
+                print(f"[study] {arm}: the best rate {rates[arm]:g} is the "
+                      f"{'largest' if side == 'up' else 'smallest'} of its grid; extending it "
+                      f"{'upward' if side == 'up' else 'downward'} to {rate:g}",
+                      flush=True)  # fmt: skip
+        if not pending:
+            break
+        runs += pending
+    runs.sort(key=lambda r: (arms.index(r.arm), r.config.learning_rate))
+    rows.sort(key=lambda r: (arms.index(r["arm"]), r["learning_rate"]))
+    brackets = {}
+    for arm in arms:
+        grid = sorted(r.config.learning_rate for r in sweeps if r.arm == arm)
+        every = sorted(r["learning_rate"] for r in rows if r["arm"] == arm)
+        interior = every[0] < rates[arm] < every[-1]
+        notes = [f"grid extended {'upward' if side == 'up' else 'downward'}: "
+                 + ", ".join(f"{rate:g}" for rate in extended[arm][side])
+                 for side in ("up", "down") if extended[arm][side]]  # fmt: skip
+        if not interior:
+            edge = "largest" if rates[arm] == every[-1] else "smallest"
+            notes.append(f"optimum at the edge after the cap: {rates[arm]:g} is the {edge} rate "
+                         f"tried ({max_extensions} extension(s) a side at most)")  # fmt: skip
+        brackets[arm] = {"grid": grid, "extended_up": extended[arm]["up"],
+                         "extended_down": extended[arm]["down"], "interior": interior,
+                         "note": "; ".join(notes) or "inside the grid"}  # fmt: skip
+    for row in rows:
+        row["chosen"] = rates[row["arm"]] == row["learning_rate"]
+    return runs, rows, rates, brackets
+
+
 def run_study(
     name: str,
     output_dir: str | os.PathLike,
@@ -684,21 +796,18 @@ def run_study(
             tuned_finals += finals
             continue
         folder = output / dataset / "runs"
-        _train_all(sweeps, folder, verbose, jobs)
-        sweep_rows = []
-        for run in sweeps:
+
+        def measure_sweep(run: StudyRun, folder: Path = folder) -> dict[str, Any]:
             if (folder / run.directory / DIVERGED_FILE).is_file():
-                row = {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
-            else:
-                row = _measured_row(folder / run.directory, run.directory)
-            sweep_rows.append({"run": run.directory, "arm": run.arm, "base": run.base,
-                               "learning_rate": run.config.learning_rate,
-                               "validation_top1": row["validation_top1"],
-                               "diverged": row.get("diverged", False),
-                               "wall_time_s": row["wall_time_s"]})  # fmt: skip
-        rates = choose_learning_rates(sweep_rows)
-        for row in sweep_rows:
-            row["chosen"] = rates[row["arm"]] == row["learning_rate"]
+                return {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
+            return _measured_row(folder / run.directory, run.directory)
+
+        sweeps, sweep_rows, rates, brackets = sweep_learning_rates(
+            sweeps,
+            lambda runs, folder=folder: _train_all(runs, folder, verbose, jobs),
+            measure_sweep,
+            study.max_extensions,
+        )
         print("[study] chosen learning rates: " + ", ".join(
             f"{arm} {rate:g}" for arm, rate in rates.items()), flush=True)  # fmt: skip
         finals = [
@@ -725,6 +834,7 @@ def run_study(
         minutes = sum(m["wall_time_s"] for m in measured.values())
         minutes = (minutes + sum(r["wall_time_s"] for r in sweep_rows)) / 60
         sections.append({"dataset": dataset, "sweep": sweep_rows, "learning_rates": rates,
+                         "brackets": brackets, "max_extensions": study.max_extensions,
                          "rows": rows, "seed_matched": matched, "pairing": pairing,
                          "findings": findings(rows, paired=matched), "below_chance_margin": below,
                          "training_minutes": minutes})  # fmt: skip

@@ -12,11 +12,13 @@ pair on the 2-core machine on 2026-12-01; the study resumes run by run when inte
 How the comparison is made fair:
 
 - **Each arm gets its own learning rate.** The four arms (Adam or SGD, one or two steps) each
-  sweep ``ARMS[arm]["learning_rates"]`` (SGD over 1e-3 ... 1e-1, Adam around the paper's
-  1.25e-3) on the arm's representative run, scored by the final model's top-1 on a
-  validation split: the last ``VALIDATION_SIZE`` training images, held out of training. The
-  sweep runs never read the test split (``evaluate_test=false``). Every run of an arm then
-  uses the chosen rate.
+  sweep ``ARMS[arm]["learning_rates"]`` (four rates a factor 2 apart for both optimizers) on
+  the arm's representative run, scored by the final model's top-1 on a validation split: the
+  last ``VALIDATION_SIZE`` training images, held out of training. Where the best is the
+  largest or smallest rate, the sweep adds the next rate beyond it and trains that, up to
+  ``MAX_EXTENSIONS`` times a side, so the chosen rate lies inside the rates tried (the report
+  says where it did not). The sweep runs never read the test split
+  (``evaluate_test=false``). Every run of an arm then uses the chosen rate.
 - **Seeds.** The final runs train once per seed in ``SEEDS`` (model init, data order and the
   teacher all follow the seed, so the runs of one seed in every arm start from the same
   weights and see the same batches; the study checks the initial signs). Each comparison is a
@@ -50,12 +52,22 @@ SEEDS = [0, 1, 2]
 DECAY_SCALE = 100.0
 WARMUP_EPOCHS = 0.2
 
+#: Points a sweep may add on each side of an arm's grid while its best rate is at that edge.
+MAX_EXTENSIONS = 2
+
+# Both optimizers' grids have the same density: four rates a factor 2 apart. Each is placed
+# around its arm's best on the 2026-12-01 validation sweep (Adam: 2.5e-3, the top of
+# 6.25e-4 ... 2.5e-3 and still rising; SGD: 1e-2, between 1e-3 and 1e-1); where the best lands
+# on an edge again, the sweep extends the grid (``MAX_EXTENSIONS``).
+ADAM_RATES = [1.25e-3, 2.5e-3, 5e-3, 1e-2]
+SGD_RATES = [2.5e-3, 5e-3, 1e-2, 2e-2]
+
 #: arm -> the run whose settings the sweep uses, and the learning rates it tries.
 ARMS = {
-    "adam-1step": {"sweep_run": "adam-1step-wd0", "learning_rates": [6.25e-4, 1.25e-3, 2.5e-3]},
-    "adam-2step": {"sweep_run": "adam-2step-wd5e-06", "learning_rates": [6.25e-4, 1.25e-3, 2.5e-3]},
-    "sgd-1step": {"sweep_run": "sgd-1step-wd0", "learning_rates": [1e-3, 1e-2, 1e-1]},
-    "sgd-2step": {"sweep_run": "sgd-2step-wd5e-06", "learning_rates": [1e-3, 1e-2, 1e-1]},
+    "adam-1step": {"sweep_run": "adam-1step-wd0", "learning_rates": ADAM_RATES},
+    "adam-2step": {"sweep_run": "adam-2step-wd5e-06", "learning_rates": ADAM_RATES},
+    "sgd-1step": {"sweep_run": "sgd-1step-wd0", "learning_rates": SGD_RATES},
+    "sgd-2step": {"sweep_run": "sgd-2step-wd5e-06", "learning_rates": SGD_RATES},
 }
 
 
@@ -132,12 +144,15 @@ def get_config(smoke: bool = False) -> dict:
         "epochs_step2": None,
     }
     epochs_per_step, validation_size, arms, seeds = EPOCHS_PER_STEP, VALIDATION_SIZE, ARMS, SEEDS
+    max_extensions = MAX_EXTENSIONS
     if smoke:
         # On top of each recipe's own smoke settings: one epoch a step on 128 images, two
-        # learning rates an arm, the two seeds a t-test needs at the least.
+        # learning rates an arm and no extension (the smoke run checks the pipeline, not where
+        # an optimum lies; with two rates it is always at an edge), the two seeds a t-test
+        # needs at the least.
         budget.update(train_limit=128, eval_limit=64, batch_size=64, probe_size=8)
-        epochs_per_step, validation_size, seeds = 1, 64, SEEDS[:2]
-        arms = {arm: {**entry, "learning_rates": entry["learning_rates"][1:]}
+        epochs_per_step, validation_size, seeds, max_extensions = 1, 64, SEEDS[:2], 0
+        arms = {arm: {**entry, "learning_rates": entry["learning_rates"][1:3]}
                 for arm, entry in ARMS.items()}  # fmt: skip
     # The study's teacher trains 2 epochs, as when its runs were made: the demo recipe's teacher
     # grew to 3 epochs once oneDNN made the demo's training faster.
@@ -147,7 +162,8 @@ def get_config(smoke: bool = False) -> dict:
             "fashion_mnist": {"recipe": "adambnn_fashion_mnist", "overrides": fashion_mnist},
             "cifar10": {"recipe": "adambnn_cifar10", "overrides": budget},
         },
-        "selection": {"validation_size": validation_size, "seeds": seeds},
+        "selection": {"validation_size": validation_size, "seeds": seeds,
+                      "max_extensions": max_extensions},
         "arms": arms,
         "runs": _runs(epochs_per_step),
         "paper": PAPER,

@@ -22,6 +22,7 @@ from adambnn_larq.study import (
     load_study,
     run_study,
     seed_statistics,
+    sweep_learning_rates,
 )
 
 RUN_NAMES = [
@@ -58,13 +59,17 @@ def test_paper_study_has_equal_budgets_tuned_arms_and_seeds():
     assert {by_name[n].weight_decay_step2 for n in RUN_NAMES[4:6]} == {0.0}
     assert by_name["sgd-2step-wd5e-06"].optimizer == "sgd"
     assert study.finals[0].paper == {"ff": 2.33e-3, "c2i": 0.4810, "top1": 61.73}
-    # Each arm sweeps at least three rates (SGD spanning 1e-3 ... 1e-1) on validation only.
+    # Each arm sweeps four rates a factor 2 apart (the same density for Adam and SGD) on
+    # validation only, and may extend its grid twice a side.
     rates = {}
     for run in study.sweeps:
         rates.setdefault(run.arm, []).append(run.config.learning_rate)
         assert not run.config.evaluate_test and run.config.validation_size == 5000
-    assert rates["sgd-1step"] == rates["sgd-2step"] == [1e-3, 1e-2, 1e-1]
-    assert rates["adam-1step"] == rates["adam-2step"] == [6.25e-4, 1.25e-3, 2.5e-3]
+    assert rates["sgd-1step"] == rates["sgd-2step"] == [2.5e-3, 5e-3, 1e-2, 2e-2]
+    assert rates["adam-1step"] == rates["adam-2step"] == [1.25e-3, 2.5e-3, 5e-3, 1e-2]
+    for grid in rates.values():
+        assert np.allclose(np.array(grid[1:]) / grid[:-1], 2.0)
+    assert study.max_extensions == 2
     # Each sweep point names the run whose settings it uses: the arm's sweep_run.
     assert {run.arm: run.base for run in study.sweeps} == {
         "adam-1step": "adam-1step-wd0",
@@ -73,7 +78,7 @@ def test_paper_study_has_equal_budgets_tuned_arms_and_seeds():
         "sgd-2step": "sgd-2step-wd5e-06",
     }
     sweep_decays = {run.name: run.config.weight_decay for run in study.sweeps}
-    assert sweep_decays["sweep-adam-1step-lr0.0025"] == 0.0  # adam-1step-wd0's decay
+    assert sweep_decays["sweep-adam-1step-lr0.005"] == 0.0  # adam-1step-wd0's decay
     assert all(run.config.evaluate_test for run in study.finals)
 
 
@@ -93,6 +98,95 @@ def test_learning_rates_are_chosen_on_validation_only():
     rows[0]["diverged"] = False
     with pytest.raises(StudyError, match="sweep run a has no validation accuracy"):
         choose_learning_rates(rows)
+
+
+class FakeSweep:
+    """Trains a sweep run by writing the validation accuracy a made-up curve gives its rate:
+    a parabola in log2(rate) peaking at ``peaks[arm]`` (``None``: the run diverges). Like
+    the real runs, a finished run (its file exists) is not trained again."""
+
+    def __init__(self, folder, peaks):
+        self.folder, self.peaks, self.rounds = folder, peaks, []
+
+    def train(self, runs):
+        trained = []
+        for run in runs:
+            path = self.folder / run.directory / "fake.json"
+            if path.exists():
+                continue
+            peak = self.peaks[run.arm]
+            rate = run.config.learning_rate
+            top1 = None if peak is None or rate > 0.03 else 0.9 - 0.01 * math.log2(rate / peak) ** 2
+            path.parent.mkdir(parents=True)
+            path.write_text(json.dumps({"validation_top1": top1, "diverged": top1 is None}))
+            trained.append(run.directory)
+        self.rounds.append(trained)
+
+    def measure(self, run):
+        return json.loads((self.folder / run.directory / "fake.json").read_text())
+
+
+def test_the_sweep_extends_an_edge_optimum_until_it_is_inside(tmp_path):
+    study = load_study("paper_study", datasets=["fashion_mnist"],
+                       runs=["adam-1step-wd0", "sgd-1step-wd0", "adam-2step-wd5e-06"])  # fmt: skip
+    # Adam one-step peaks at 1.2e-2, above its grid's 1e-2: one extension (2e-2, worse).
+    # SGD peaks at 1e-3, below its grid's 2.5e-3: 1.25e-3 (better, still the edge), then
+    # 6.25e-4 (worse). Adam two-step peaks inside: no extension. Rates above 0.03 diverge.
+    fake = FakeSweep(tmp_path, {"adam-1step": 1.2e-2, "sgd-1step": 1e-3, "adam-2step": 3e-3})
+    runs, rows, rates, brackets = sweep_learning_rates(study.sweeps, fake.train, fake.measure)
+    assert fake.rounds == [
+        [run.directory for run in study.sweeps],
+        ["sweep-adam-1step-lr0.02", "sweep-sgd-1step-lr0.00125"],
+        ["sweep-sgd-1step-lr0.000625"],
+    ]
+    assert rates == {"adam-1step": 1e-2, "sgd-1step": 1.25e-3, "adam-2step": 2.5e-3}
+    assert brackets["adam-1step"] == {
+        "grid": [1.25e-3, 2.5e-3, 5e-3, 1e-2], "extended_up": [0.02], "extended_down": [],
+        "interior": True, "note": "grid extended upward: 0.02",
+    }  # fmt: skip
+    assert brackets["sgd-1step"]["extended_down"] == [1.25e-3, 6.25e-4]
+    assert brackets["sgd-1step"]["note"] == "grid extended downward: 0.00125, 0.000625"
+    assert brackets["adam-2step"]["note"] == "inside the grid"
+    assert all(bracket["interior"] for bracket in brackets.values())
+    sgd = [row for row in rows if row["arm"] == "sgd-1step"]
+    assert [row["learning_rate"] for row in sgd] == [6.25e-4, 1.25e-3, 2.5e-3, 5e-3, 1e-2, 2e-2]
+    assert [row["extension"] for row in sgd] == [True, True] + [False] * 4
+    assert [row["chosen"] for row in sgd] == [False, True] + [False] * 4
+    # An extension is an ordinary sweep run: the arm's sweep settings at the new rate.
+    extension = next(run for run in runs if run.directory == "sweep-adam-1step-lr0.02")
+    assert extension.config.weight_decay == 0.0 and extension.base == "adam-1step-wd0"
+    # Resumed: the same points are found and read back, nothing is trained again.
+    again = FakeSweep(tmp_path, fake.peaks)
+    assert sweep_learning_rates(study.sweeps, again.train, again.measure)[1:] == (
+        rows, rates, brackets)  # fmt: skip
+    assert again.rounds == [[], [], []]
+
+
+def test_the_sweep_extension_stops_at_the_cap_and_says_so(tmp_path):
+    study = load_study("paper_study", datasets=["fashion_mnist"],
+                       runs=["sgd-1step-wd0", "adam-1step-wd0"])  # fmt: skip
+    # SGD's best keeps falling below the grid; Adam's extension upward diverges (> 0.03 here
+    # after 2e-2): a diverged rate is worse than any, so the best before it is inside.
+    fake = FakeSweep(tmp_path, {"sgd-1step": 1e-5, "adam-1step": 1.0})
+    runs, rows, rates, brackets = sweep_learning_rates(
+        study.sweeps, fake.train, fake.measure, max_extensions=1
+    )
+    assert brackets["sgd-1step"]["extended_down"] == [1.25e-3] and rates["sgd-1step"] == 1.25e-3
+    assert not brackets["sgd-1step"]["interior"]
+    assert brackets["sgd-1step"]["note"] == (
+        "grid extended downward: 0.00125; optimum at the edge after the cap: 0.00125 is the "
+        "smallest rate tried (1 extension(s) a side at most)"
+    )
+    fake = FakeSweep(tmp_path / "adam", {"sgd-1step": 1e-5, "adam-1step": 1.0})
+    runs, rows, rates, brackets = sweep_learning_rates(study.sweeps, fake.train, fake.measure)
+    assert brackets["adam-1step"]["extended_up"] == [0.02, 0.04]
+    assert rates["adam-1step"] == 0.02 and brackets["adam-1step"]["interior"]
+    assert [r["diverged"] for r in rows if r["arm"] == "adam-1step"][-1] is True
+    # With no extension allowed the grid is taken as given.
+    fake = FakeSweep(tmp_path / "none", {"sgd-1step": 1e-5, "adam-1step": 1.0})
+    assert sweep_learning_rates(study.sweeps, fake.train, fake.measure, 0)[2] == {
+        "sgd-1step": 2.5e-3, "adam-1step": 1e-2}  # fmt: skip
+    assert len(fake.rounds) == 1
 
 
 @pytest.mark.slow
@@ -121,7 +215,7 @@ def test_study_errors_name_the_problem(tmp_path):
         load_study("paper_study", datasets=["imagenet2012"])
     with pytest.raises(StudyError, match="no run.*adam-3step.*it has adam-1step-wd1e-05, "):
         load_study("paper_study", runs=["adam-1step-wd0", "adam-3step"])
-    with pytest.raises(ConfigError, match=r"sweep-adam-1step-lr0.000625 on fashion_mnist.*epoch"):
+    with pytest.raises(ConfigError, match=r"sweep-adam-1step-lr0.00125 on fashion_mnist.*epoch"):
         load_study("paper_study", datasets=["fashion_mnist"], overrides=["epoch=3"])
     broken = tmp_path / "broken_study.py"
     broken.write_text(
@@ -400,7 +494,7 @@ def test_smoke_study_end_to_end(tmp_path):
     sweeps = sorted(p.name for p in runs.glob("sweep-*"))
     assert sweeps == sorted(
         f"sweep-{arm}-lr{rate}" for arm in ("adam-1step", "adam-2step", "sgd-2step")
-        for rate in (("0.00125", "0.0025") if arm.startswith("adam") else ("0.01", "0.1"))
+        for rate in (("0.0025", "0.005") if arm.startswith("adam") else ("0.005", "0.01"))
     )  # fmt: skip
     for sweep in sweeps:
         summary = json.loads((runs / sweep / "summary.json").read_text())
@@ -423,7 +517,11 @@ def test_smoke_study_end_to_end(tmp_path):
     study = (output / "study.md").read_text()
     assert "### Learning-rate sweep" in study and study.count("**yes**") == 3
     # The sweep table names each arm's sweep run, not the first final run of the arm.
-    assert "| adam-1step | adam-1step-wd0 | 0.00125 |" in study
+    assert "| adam-1step | adam-1step-wd0 | 0.0025 |" in study
+    assert "at most 0 times a side" in study  # the smoke run does not extend its grids
+    # Two rates an arm: the best is always at an edge, and the report says so.
+    assert all(not b["interior"] and "optimum at the edge after the cap" in b["note"]
+               for b in result["datasets"][0]["brackets"].values())  # fmt: skip
     table = [line for line in study.splitlines() if line.startswith("| ") and "-step" in line]
     rows = {
         line.split(" | ")[0][2:]: line for line in table if line.split(" | ")[0][2:] in RUN_NAMES
