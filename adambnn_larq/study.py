@@ -241,6 +241,23 @@ METRICS = ("ff", "c2i_run", "c2i_step", "top1", "saturation_drop", "beyond_one")
 #: The significance level of every comparison, after Holm's correction within a finding.
 ALPHA = 0.05
 
+# C2I is the share of latent weights that keep their initial sign: higher = more dependence
+# on the initialization. Table 1 has two-step higher than one-step at the same step-1 decay,
+# although the paper's text says two-step depends less on the initialization; the claim is
+# tested as the numbers state it, from each of the two starts a two-step run has.
+TWO_STEP_C2I_CLAIM = (
+    "Two-step has a higher C2I (keeps more initial signs) than one-step at the same step-1 "
+    "decay (Table 1: 0.6315 vs 0.4810 at 1e-5, 0.6636 vs 0.4960 at 5e-6)"
+)
+TWO_STEP_C2I_SHOWN = "C2I two-step {0} vs one-step {1} (1e-5); {2} vs {3} (5e-6)"
+C2I_START_NOTE = (
+    "Which start Table 1 measures two-step's C2I from is not stated; its numbers point to the "
+    "start of step 2: from the run's start, a step 1 with the same decay would be expected to "
+    "forget the initialization about as much as the one-step run does (0.48-0.50 kept), not to "
+    "keep 0.63-0.66, while step 2 starts from the step-1 weights and trains without decay. The "
+    "verdict from step 2's start is the one that tests Table 1's numbers."
+)
+
 
 def seed_statistics(
     values: Sequence[float | None], seeds: Sequence[int] | None = None
@@ -347,6 +364,11 @@ def findings(rows: dict[str, dict[str, Any]], *, paired: bool = True) -> list[di
                 "correction": "Holm", "comparisons": comparisons}  # fmt: skip
 
     sweep = ["adam-1step-wd-1e-05", "adam-1step-wd0", "adam-1step-wd5e-06", "adam-1step-wd1e-05"]
+
+    def two_step_c2i(two_step_key: str) -> list[tuple[str, str]]:
+        # One-step runs have one start: their c2i_run is their c2i_step.
+        return [("adam-2step-wd1e-05", two_step_key), ("adam-1step-wd1e-05", "c2i_run"),
+                ("adam-2step-wd5e-06", two_step_key), ("adam-1step-wd5e-06", "c2i_run")]
     chain = [(i + 1, i) for i in range(3)]  # each larger decay above the smaller one
     return [
         check("Adam beats SGD in top-1 (one-step, decay 0)",
@@ -363,9 +385,10 @@ def findings(rows: dict[str, dict[str, Any]], *, paired: bool = True) -> list[di
         check("Negative decay gives the least accurate one-step run",
               [(run, "top1") for run in sweep], [(1, 0), (2, 0), (3, 0)],
               "top-1 {0} vs {1}, {2}, {3}"),
-        check("Two-step training depends less on the initialization than one-step (C2I)",
-              [("adam-2step-wd5e-06", "c2i_run"), ("adam-1step-wd5e-06", "c2i_run")], [(0, 1)],
-              "C2I two-step {0} vs one-step {1}"),
+        check(f"{TWO_STEP_C2I_CLAIM}; C2I of two-step from the run's start",
+              two_step_c2i("c2i_run"), [(0, 1), (2, 3)], TWO_STEP_C2I_SHOWN),
+        check(f"{TWO_STEP_C2I_CLAIM}; C2I of two-step from the start of step 2",
+              two_step_c2i("c2i_step"), [(0, 1), (2, 3)], TWO_STEP_C2I_SHOWN),
         check("Two-step training is more stable than one-step (lower FF)",
               [("adam-1step-wd5e-06", "ff"), ("adam-2step-wd5e-06", "ff")], [(0, 1)],
               "FF one-step {0} vs two-step {1}"),
@@ -496,9 +519,10 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         "paper's direction, the opposite when all count against it, partly (k of n) when "
         "some count for it and none against, mixed when some count each way.",
         "",
-        "FF: mean over every training iteration (all steps). C2I: at the end, against the signs "
-        "at the start of the run and of the last step. Paper: binary ResNet-18 on ImageNet "
-        "(Table 1 and the four-run comparison), for the direction of each effect.",
+        "FF: mean over every training iteration (all steps). C2I: the share of latent weights "
+        "whose sign at the end equals their sign at the start of the run and of the last step "
+        f"(higher: more dependence on that start). {C2I_START_NOTE} Paper: binary ResNet-18 on "
+        "ImageNet (Table 1 and the four-run comparison), for the direction of each effect.",
     ]
     for section in sections:
         dataset = section["dataset"]

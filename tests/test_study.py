@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from adambnn_larq import stats
+from adambnn_larq import analysis, stats
 from adambnn_larq.config import ConfigError
 from adambnn_larq.study import (
+    TWO_STEP_C2I_CLAIM,
     StudyError,
     _measured_row,
     _seed_matched,
@@ -255,7 +256,8 @@ def _rows(**overrides):
                                saturation_drop=0.10),  # fmt: skip
         "adam-1step-wd5e-06": dict(ff=1e-3, c2i_run=0.55, top1=0.81),
         "adam-1step-wd1e-05": dict(ff=2e-3, c2i_run=0.50, top1=0.79),
-        "adam-2step-wd5e-06": dict(ff=5e-4, c2i_run=0.50, top1=0.83),
+        "adam-2step-wd5e-06": dict(ff=5e-4, c2i_run=0.50, c2i_step=0.92, top1=0.83),
+        "adam-2step-wd1e-05": dict(c2i_run=0.45, c2i_step=0.90),
         "sgd-1step-wd0": dict(top1=0.82, beyond_one=0.1, saturation_drop=0.02),
     }
     for run, metrics in overrides.items():
@@ -268,11 +270,12 @@ def _rows(**overrides):
 def test_findings_verdicts_in_words():
     results = findings(_rows())
     # Adam vs SGD one-step (0.80 < 0.82: against), two-step (no SGD row), FF monotone, C2I
-    # monotone, negative decay worst, two-step C2I, two-step FF, two-step top-1, saturation
-    # drop, beyond ±1.
+    # monotone, negative decay worst, two-step C2I higher from the run's start (0.45 < 0.50,
+    # 0.50 < 0.55: against) and from step 2's start (0.90, 0.92: for), two-step FF, two-step
+    # top-1, saturation drop, beyond ±1.
     assert [f["status"] for f in results] == [
         "opposite", "not testable", "reproduced", "reproduced", "reproduced", "opposite",
-        "reproduced", "reproduced", "reproduced", "reproduced",
+        "reproduced", "reproduced", "reproduced", "reproduced", "reproduced",
     ]  # fmt: skip
     assert [f["reproduced"] for f in results[:3]] == [False, None, True]
     first = results[0]["comparisons"][0]
@@ -305,7 +308,7 @@ def test_findings_verdicts_in_words():
     assert result["reproduced"] is False
     # Not distinguishable: the noise of the seeds covers the difference.
     rows = _rows(**{"adam-2step-wd5e-06": {"top1": _stats(0.80, 0.85, 0.79)}})
-    result = findings(rows)[7]
+    result = findings(rows)[8]
     assert result["verdict"] == "not distinguishable" and result["reproduced"] is None
     assert result["measured"] == "top-1 two-step 0.8133 ± 0.0321 vs one-step 0.8100 ± 0.0100"
 
@@ -456,6 +459,48 @@ def test_seed_matching_is_read_from_the_initial_signs(tmp_path):
     assert "sgd-1step-wd0-seed1 starts from other weights than adam-1step-wd0-seed1" in sentence
 
 
+def test_c2i_from_both_starts_and_the_two_step_verdicts():
+    # By hand: 4 latent weights, 1 changes sign -> C2I 0.75 (3 of 4 keep their initial sign).
+    value, _ = analysis.c2i_ratio([np.array([0.3, -0.2, 0.1, -0.4])],
+                                  [np.array([0.5, -0.1, -0.2, -0.3])])  # fmt: skip
+    assert value == 0.75
+    # Made-up runs of 20 weights, seeds 0-2. One-step: the first 10 + s weights flip by the end.
+    # Two-step: the first 9 + s flip in step 1, then the last one in step 2: the same signs as
+    # one-step from the run's start, but 19 of 20 kept from step 2's start.
+    start = np.where(np.arange(20) % 2 == 0, 0.5, -0.5)
+
+    def flipped(weights, indices):
+        weights = weights.copy()
+        weights[list(indices)] *= -1
+        return weights
+
+    rows = {}
+    for name in ("adam-1step-wd1e-05", "adam-1step-wd5e-06", "adam-2step-wd1e-05",
+                 "adam-2step-wd5e-06"):  # fmt: skip
+        run_start, step_start = [], []
+        for seed in range(3):
+            if "1step" in name:
+                end = flipped(start, range(10 + seed))
+                middle = start
+            else:
+                middle = flipped(start, range(9 + seed))
+                end = flipped(middle, [19])
+            run_start.append(analysis.c2i_ratio([start], [end])[0])
+            step_start.append(analysis.c2i_ratio([middle], [end])[0])
+        rows[name] = {"c2i_run": _stats(*run_start), "c2i_step": _stats(*step_start)}
+    assert rows["adam-1step-wd5e-06"]["c2i_run"]["values"] == pytest.approx([0.5, 0.45, 0.4])
+    assert rows["adam-2step-wd5e-06"]["c2i_step"]["values"] == pytest.approx([0.95] * 3)
+    by_claim = {f["claim"]: f for f in findings(rows)}
+    run_start = by_claim[f"{TWO_STEP_C2I_CLAIM}; C2I of two-step from the run's start"]
+    step_two = by_claim[f"{TWO_STEP_C2I_CLAIM}; C2I of two-step from the start of step 2"]
+    assert run_start["verdict"] == "not distinguishable"
+    assert [c["effect"] for c in run_start["comparisons"]] == pytest.approx([0.0, 0.0])
+    assert step_two["verdict"] == "reproduced" and step_two["reproduced"] is True
+    # Two-step above one-step is the paper's direction: a positive effect.
+    assert [c["effect"] for c in step_two["comparisons"]] == pytest.approx([0.5, 0.5])
+    assert "0.6315 vs 0.4810 at 1e-5" in TWO_STEP_C2I_CLAIM
+
+
 def test_seed_statistics_is_mean_and_sample_sd():
     assert seed_statistics([0.8, 0.9], [3, 4]) == {
         "mean": pytest.approx(0.85), "sd": pytest.approx(0.0707107, rel=1e-5),
@@ -531,14 +576,15 @@ def test_smoke_study_end_to_end(tmp_path):
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         # FF, both C2I and top-1 are measured for every run, as mean ± sd over two seeds.
         assert all(" ± " in cell for cell in cells[5:9]), (name, cells)
-    # Adam vs SGD two-step and the three two-step vs one-step findings need only these runs.
-    assert study.count("| not testable |") == 6
+    # Only Adam vs SGD two-step and two-step vs one-step FF and top-1 need no more runs than
+    # these (the two-step C2I findings compare at decay 1e-5 as well).
+    assert study.count("| not testable |") == 8
     # The runs of one seed start from the same weights in every arm (one- and two-step, Adam
     # and SGD), so the comparisons are paired; each records its test, effect, interval, p.
     section = result["datasets"][0]
     assert section["seed_matched"] is True, section["pairing"]
     tested = [f for f in section["findings"] if f["status"] != "not testable"]
-    assert len(tested) == 4 and all(f["correction"] == "Holm" for f in tested)
+    assert len(tested) == 3 and all(f["correction"] == "Holm" for f in tested)
     for comparison in (c for f in tested for c in f["comparisons"]):
         assert comparison["test"] == "paired t-test" and comparison["n"] == 2
         assert comparison["ci_low"] <= comparison["effect"] <= comparison["ci_high"]
