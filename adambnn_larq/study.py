@@ -153,7 +153,7 @@ def load_study(
     if len(seeds) < 2:
         raise StudyError(
             f"{where}: selection.seeds is {seeds}: each finding is a t-test over the seeds, "
-            "which needs at least 2 different seeds (3 or more to detect anything)"
+            "which needs at least 2 different seeds (3 or more for useful power)"
         )
     paper = study.get("paper", {})
     if datasets is not None:
