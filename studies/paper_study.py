@@ -2,12 +2,16 @@
 the step-1 weight-decay sweep, on Fashion-MNIST (and CIFAR-10 when its data has been prepared,
 see docs/data.md).
 
-    adambnn study paper_study --jobs 2             # docs/results/paper-study: ~2.5 h, 2 cores
+    adambnn study paper_study --jobs 2             # ~5.5 h on 2 cores (estimated, below)
     adambnn study paper_study --smoke --jobs 2     # every run on a few hundred images: minutes
     adambnn study paper_study --runs adam-1step-wd5e-06,adam-2step-wd5e-06   # some runs only
 
-The 2.5 hours are 28 runs (12 sweep points, 8 runs x 2 seeds) two at a time, about 10 minutes a
-pair on the 2-core machine on 2026-12-01; the study resumes run by run when interrupted.
+The study of 2026-12-01 (docs/results/paper-study: 12 sweep points, 8 runs x 2 seeds) recorded
+442.5 minutes of training, two runs at a time: about 3.7 hours of the 2-core machine (a sweep
+run 12.3 minutes on average, a final run 18.5). At those rates this configuration (16 sweep
+points, 8 runs x 3 seeds) needs about 640 minutes of training, ~5.3-5.5 hours of the machine,
+and each extension of a sweep grid about 6 minutes more; the study resumes run by run when
+interrupted.
 
 How the comparison is made fair:
 
