@@ -833,7 +833,8 @@ def run_study(
             study.max_extensions,
         )
         print("[study] chosen learning rates: " + ", ".join(
-            f"{arm} {rate:g}" for arm, rate in rates.items()), flush=True)  # fmt: skip
+            f"{arm} {rate:g} ({brackets[arm]['note']})" for arm, rate in rates.items()),
+            flush=True)  # fmt: skip
         finals = [
             dataclasses.replace(run, config=dataclasses.replace(
                 run.config, learning_rate=rates[run.arm]))  # fmt: skip
