@@ -11,7 +11,10 @@ A study file (``studies/paper_study.py``) defines ``get_config(smoke) -> dict`` 
 `run_study` trains every run (each resumable: a finished run is read back, an interrupted one
 continues from its last epoch), writes the analysis report of each dataset's runs, and a
 ``study.md`` with the Table-1-style comparison, the paper's numbers beside the measured ones
-and, for each of the paper's findings, whether it reproduces here.
+and, for each of the paper's findings, whether it reproduces here: paired t-tests over the
+seeds, Holm-corrected within a finding (`findings`). Each arm's learning rate is chosen on a
+validation split by a sweep that extends its grid until the best lies inside
+(`sweep_learning_rates`).
 
 References:
     - Liu et al., "How Do Adam and Training Strategies Help BNNs Optimization", ICML 2021,
@@ -304,6 +307,8 @@ def finding_verdict(results: Sequence[TestResult]) -> dict[str, Any]:
     comparisons)" (some for, none against), "partly the opposite" (some against, none for),
     "mixed" (some each way) or "not distinguishable" (none significant).
     """
+    if not results:
+        raise ValueError("a finding needs at least one comparison")
     adjusted = holm([r.p for r in results])
     outcomes = [
         ("for" if r.effect > 0 else "against") if p < ALPHA else "neither"
