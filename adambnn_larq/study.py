@@ -637,14 +637,27 @@ def _train_run(
     sys.stdout.flush()
 
 
-def _train_all(runs: Sequence[StudyRun], folder: Path, verbose: int, jobs: int) -> None:
+def _train_all(
+    runs: Sequence[StudyRun],
+    folder: Path,
+    verbose: int,
+    jobs: int,
+    teachers: set[int] | None = None,
+) -> None:
     """Train ``runs`` (resumable). The first run of each seed trains (and caches) that seed's
-    teacher alone; the others may then run ``jobs`` at a time in separate processes."""
-    seen_seeds: set[int] = set()
+    teacher alone; the others may then run ``jobs`` at a time in separate processes.
+
+    ``teachers``: the seeds whose teachers an earlier call of this invocation has cached (their
+    runs need not wait for a first one; a sweep's extension rounds would otherwise train one
+    run alone each round); updated with the seeds of ``runs``.
+    """
+    seen_seeds: set[int] = set(teachers or ())
     first, rest = [], []
     for run in runs:
         (rest if run.config.seed in seen_seeds else first).append(run)
         seen_seeds.add(run.config.seed)
+    if teachers is not None:
+        teachers.update(seen_seeds)
     numbered = {id(run): n for n, run in enumerate(runs, start=1)}
     for run in first:
         _train_run(run, folder / run.directory, numbered[id(run)], len(runs), verbose, True)
@@ -825,6 +838,7 @@ def run_study(
             tuned_finals += finals
             continue
         folder = output / dataset / "runs"
+        teachers: set[int] = set()  # the seeds whose teacher this invocation has cached
 
         def measure_sweep(run: StudyRun, folder: Path = folder) -> dict[str, Any]:
             if (folder / run.directory / DIVERGED_FILE).is_file():
@@ -833,7 +847,8 @@ def run_study(
 
         sweeps, sweep_rows, rates, brackets = sweep_learning_rates(
             sweeps,
-            lambda runs, folder=folder: _train_all(runs, folder, verbose, jobs),
+            lambda runs, folder=folder, teachers=teachers: _train_all(
+                runs, folder, verbose, jobs, teachers),  # fmt: skip
             measure_sweep,
             study.max_extensions,
         )
@@ -846,7 +861,7 @@ def run_study(
             for run in finals
         ]
         tuned_finals += finals
-        _train_all(finals, folder, verbose, jobs)
+        _train_all(finals, folder, verbose, jobs, teachers)
         first_seed = [run for run in finals if run.config.seed == study.seeds[0]]
         analyze([folder / r.directory for r in first_seed], output / dataset / REPORT_DIR,
                 labels=[r.name for r in first_seed])  # fmt: skip

@@ -190,6 +190,33 @@ def test_the_sweep_extension_stops_at_the_cap_and_says_so(tmp_path):
     assert len(fake.rounds) == 1
 
 
+def test_only_the_first_run_of_a_seed_waits_for_its_teacher(tmp_path, monkeypatch):
+    import adambnn_larq.study as study_module
+
+    calls = []
+
+    def record(run, run_dir, number, total, verbose, in_process=False):
+        calls.append((run.directory, in_process))
+
+    monkeypatch.setattr(study_module, "_train_run", record)
+    study = load_study("paper_study", datasets=["fashion_mnist"],
+                       runs=["adam-1step-wd0", "sgd-1step-wd0"])  # fmt: skip
+    teachers: set[int] = set()
+    _train_all(study.sweeps[:3], tmp_path, 0, 2, teachers)
+    # The first run of seed 0 trains alone, in this process (it caches the teacher).
+    assert calls[0] == (study.sweeps[0].directory, True)
+    assert sorted(calls[1:]) == sorted((run.directory, False) for run in study.sweeps[1:3])
+    assert teachers == {0}
+    calls.clear()
+    # An extension round of the same invocation: the teacher exists, nothing waits.
+    _train_all(study.sweeps[3:5], tmp_path, 0, 2, teachers)
+    assert sorted(calls) == sorted((run.directory, False) for run in study.sweeps[3:5])
+    calls.clear()
+    _train_all(study.finals, tmp_path, 0, 2, teachers)
+    alone = [directory for directory, in_process in calls if in_process]
+    assert alone == ["adam-1step-wd0-seed1", "adam-1step-wd0-seed2"]  # seeds 1, 2: new teachers
+
+
 @pytest.mark.slow
 def test_the_sweep_never_reads_the_test_split(tmp_path, monkeypatch):
     from adambnn_larq.data import idx
