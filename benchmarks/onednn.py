@@ -6,13 +6,18 @@ cannot share a process: each round starts one child process per setting, alterna
 times, on random inputs of the demo recipe's shapes (throughput does not depend on the
 values), after one untimed step:
 
-- ``step1`` / ``step2``: one `BNNTrainer.train_on_batch` of the demo recipe's student
+- ``step1`` / ``step2``: one training step of the demo recipe's student
   (`benchmarks/train_throughput.py`'s ``fashion_mnist``: width 0.25, 32x32, three reductions,
   from cached teacher logits) at batch 128;
-- ``teacher``: one ``train_on_batch`` of the recipe's teacher (`SmallTeacher`, width 32,
+- ``teacher``: one training step of the recipe's teacher (`SmallTeacher`, width 32,
   32x32, Adam, cross-entropy) at batch 128;
-- ``teacher_logits``: the teacher's ``predict`` over 2,048 images at batch 256, the work of
+- ``teacher_logits``: the teacher's forward pass over 2,048 images at batch 256, the work of
   caching its logits.
+
+Every step goes through Keras's compiled step function on one persistent iterator
+(`train_throughput.persistent_steps`), not ``train_on_batch``/``predict``: those build a new
+`tf.data` iterator each call and wait for a helper thread of it that sleeps with doubling
+timeouts, which made the medians of 2026-12-02 (docs/results/onednn.json) bimodal.
 
 Usage::
 
@@ -22,8 +27,7 @@ Usage::
     python benchmarks/onednn.py --profile              # where a student step's time goes, ~1 min
 
 Prints, per workload, the median and fastest times with oneDNN off and on and the speed-up
-(of the medians and of the fastest steps: the shared VM stalls some steps for a fixed, much
-longer time, which the fastest steps escape); ``--output`` also writes every timing as JSON.
+(of the medians and of the fastest steps); ``--output`` also writes every timing as JSON.
 ``--profile`` instead traces three student steps (step 1) with TensorFlow's profiler in each
 setting and prints the op types that took the most time (summed over the compute threads).
 The library turns oneDNN on by default (`adambnn_larq._compat.prefer_onednn`); this benchmark
@@ -72,11 +76,17 @@ def child(steps: int) -> dict:
     images, labels = tt.random_batch("fashion_mnist", BATCH_SIZE)[:2]
     times["teacher"] = tt.step_times(teacher, (images, labels), steps)
     many = np.random.default_rng(1).standard_normal((LOGITS_IMAGES, 32, 32, 1), dtype=np.float32)
-    teacher.predict(many, batch_size=LOGITS_BATCH, verbose=0)
+    predict = teacher.make_predict_function()
+    batches = iter(tf.data.Dataset.from_tensor_slices(many).batch(LOGITS_BATCH).repeat())
+    per_pass = LOGITS_IMAGES // LOGITS_BATCH
+    for _ in range(per_pass):  # untimed: tracing and the iterator's start
+        predict(batches)
     times["teacher_logits"] = []
     for _ in range(max(1, steps // 2)):
         started = time.perf_counter()
-        teacher.predict(many, batch_size=LOGITS_BATCH, verbose=0)
+        for _ in range(per_pass):
+            logits = predict(batches)
+        np.asarray(logits)  # waits for the last batch's result
         times["teacher_logits"].append(time.perf_counter() - started)
     return {"onednn": onednn_enabled(), "times": times}
 
@@ -100,10 +110,12 @@ def profile_child(steps: int = 3) -> dict:
     trainer = tt.make_trainer("fashion_mnist", "step1", jit_compile=False, teacher=None)
     batch = tt.random_batch("fashion_mnist", BATCH_SIZE)
     wall = tt.step_times(trainer, batch, steps)
+    step = tt.persistent_steps(trainer, batch)
+    step()  # the new iterator's start, outside the trace
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
         for _ in range(steps):
-            trainer.train_on_batch(*batch)
+            float(step()["loss"])
         tf.profiler.experimental.stop()
         space = xplane_pb2.XSpace()
         space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())

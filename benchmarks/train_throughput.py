@@ -9,7 +9,9 @@ the right shape (throughput does not depend on their values).
 
 The compiled trainers of one (model, step) pair are timed in alternating rounds, so a change
 in the machine's load hits both the XLA and the non-XLA figure alike; the ratio is the number
-to trust on a shared machine.
+to trust on a shared machine. Each step runs Keras's train function on one persistent
+iterator (`persistent_steps`), not `train_on_batch`, whose per-call iterator made the step
+times of the tables up to 2026-12-02 bimodal.
 
 Usage::
 
@@ -41,6 +43,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 # Before TensorFlow: selects Keras 2 (larq needs it) and oneDNN's kernels, as in training.
 import adambnn_larq  # noqa: F401
@@ -115,22 +118,40 @@ def make_trainer(model: str, step: str, *, jit_compile: bool, teacher: tf.keras.
     return trainer
 
 
+def persistent_steps(model: tf.keras.Model, batch: tuple) -> Callable[[], dict]:
+    """A function that runs one training step of ``model`` on ``batch`` per call, through one
+    persistent iterator over the repeated batch and Keras's own compiled train function.
+
+    Not `train_on_batch`: it builds a new `tf.data` iterator every call, and the call returns
+    only when a helper thread of that iterator wakes from a sleep of doubling timeouts (20,
+    40, ... 5,120 ms), with both CPUs idle meanwhile. Its step times snap to 10·(2^k − 1) ms and
+    measure that wait, not the computation (docs/results/train-throughput.md, "Method").
+    ``fit`` keeps one iterator per epoch, as this does.
+    """
+    function = model.make_train_function()
+    iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
+    return lambda: function(iterator)
+
+
 def step_times(trainer, batch: tuple, steps: int) -> list[float]:
     """Seconds of each of ``steps`` training steps on the same batch, after one untimed step.
 
     ``batch`` is ``(images, labels)`` or ``(images, labels, teacher_logits)`` (Keras passes a
     third element through to `BNNTrainer.train_step` as the cached logits). The first step
     after switching trainers is slower (caches and the memory pool belong to the other
-    trainer's step until then), so each round starts with a step it does not time.
+    trainer's step until then, and a new iterator starts), so each round starts with a step
+    it does not time.
     """
-    trainer.train_on_batch(*batch)
+    step = persistent_steps(trainer, batch)
+    step()
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        logs = trainer.train_on_batch(*batch, return_dict=True)
+        # Reading the loss waits for the step's result, as train_on_batch's numpy logs did.
+        loss = float(step()["loss"])
         times.append(time.perf_counter() - started)
-    if not np.isfinite(logs["loss"]):
-        raise RuntimeError(f"the loss is {logs['loss']}: the benchmark is not training")
+    if not np.isfinite(loss):
+        raise RuntimeError(f"the loss is {loss}: the benchmark is not training")
     return times
 
 
@@ -215,8 +236,8 @@ def benchmark(model: str, step: str, *, batch_size: int, steps: int, rounds: int
             "build_and_compile_s": compile_seconds[jit],
         }
     result["xla_speedup"] = result["no_xla"]["median_step_s"] / result["xla"]["median_step_s"]
-    # Stalls of the shared host (steps held up for a fixed, much longer time) can reach the
-    # median; the fastest steps are what each configuration can do at all.
+    # Kept for the results measured with train_on_batch (up to 2026-12-02), whose per-call
+    # iterator wait reached the median; with a persistent iterator both ratios should agree.
     result["xla_speedup_fastest"] = (
         result["no_xla"]["fastest_step_s"] / result["xla"]["fastest_step_s"]
     )

@@ -37,9 +37,11 @@ def _study_command(args: argparse.Namespace) -> int:
         if section.get("skipped"):
             continue
         reproduced = sum(f["reproduced"] is True for f in section["findings"])
+        partly = sum(f["status"] == "partly" for f in section["findings"])
         print(
             f"{section['dataset']}: {len(section['rows'])} runs; "
-            f"{reproduced}/{len(section['findings'])} of the paper's findings reproduce"
+            f"{reproduced}/{len(section['findings'])} of the paper's findings reproduce, "
+            f"{partly} partly ({section['pairing']})"
         )
     print(f"study report: {output / STUDY_FILE}")
     return 0
