@@ -58,6 +58,10 @@ class ConversionError(AdambnnError, ValueError):
     """The model cannot be converted as asked (bad input, or a `strict` audit failed)."""
 
 
+class RemoteSpecError(AdambnnError, ValueError):
+    """A ``--remote`` destination that is not ``USER@HOST[:PORT]`` (e.g. an ssh option)."""
+
+
 class BenchmarkError(AdambnnError, RuntimeError):
     """The benchmark could not run or its output could not be read."""
 

@@ -305,6 +305,19 @@ def _benchmark_command(args: argparse.Namespace) -> int:
     from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
     from adambnn_larq.saving import load_model
 
+    # The ssh destination is checked first: nothing runs, nothing is written before.
+    shell = None
+    if args.remote or args.benchmark_binary:
+        if not args.benchmark_binary:
+            raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
+        if args.baseline_float:
+            raise CommandError("--baseline-float is for the host benchmark (no --remote)")
+        shell = Shell(
+            remote=args.remote,
+            port=args.ssh_port,
+            identity=args.ssh_identity,
+            ssh_options=args.ssh_option or (),
+        )
     model_path = Path(args.model)
     if not model_path.is_file():
         raise CommandError(f"model file not found: {model_path}")
@@ -318,17 +331,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
             raise CommandError("--save-baseline needs --baseline-float MODEL.h5")
         check_writable_file(args.save_baseline, what="--save-baseline", suffixes=(".tflite",))
     float_flatbuffer = None
-    if args.remote or args.benchmark_binary:
-        if not args.benchmark_binary:
-            raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
-        if args.baseline_float:
-            raise CommandError("--baseline-float is for the host benchmark (no --remote)")
-        shell = Shell(
-            remote=args.remote,
-            port=args.ssh_port,
-            identity=args.ssh_identity,
-            ssh_options=args.ssh_option or (),
-        )
+    if shell is not None:
         result = benchmark_binary(
             model_path,
             args.benchmark_binary,
@@ -454,7 +457,9 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         help="time per op type and per layer (host: op-by-op replay; --remote: the tool's "
         "op profiler)",
     )
-    parser.add_argument("--remote", metavar="USER@HOST", help="run lce_benchmark_model over ssh")
+    parser.add_argument(
+        "--remote", metavar="USER@HOST[:PORT]", help="run lce_benchmark_model over ssh"
+    )
     parser.add_argument("--benchmark-binary", help="local path of lce_benchmark_model")
     parser.add_argument("--ssh-port", type=positive_int)
     parser.add_argument("--ssh-identity", help="ssh private key file")
