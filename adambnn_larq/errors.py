@@ -21,6 +21,10 @@ class ConfigError(AdambnnError, ValueError):
     """An invalid recipe or override."""
 
 
+class RecipeNotFoundError(AdambnnError, FileNotFoundError):
+    """No recipe or study of that name (the project's own) or path."""
+
+
 class OutputError(AdambnnError, ValueError):
     """An output location that cannot be written, found before the work that would fill it."""
 

@@ -59,3 +59,31 @@ def test_ssh_gets_the_destination_after_double_dash():
     argv = Shell(remote="pi@host:2222", ssh_options=["LogLevel=ERROR"])._argv("uname -m")
     assert argv[-3:] == ["--", "pi@host", "uname -m"]
     assert argv[argv.index("-p") + 1] == "2222"
+
+
+@pytest.mark.parametrize("name", ["paper_study", "adambnn_fashion_mnist"])
+def test_builtin_names_are_not_shadowed_by_the_working_directory(name, tmp_path, monkeypatch):
+    from adambnn_larq.config import find_recipe, load_recipe
+
+    marker = tmp_path / "ran"
+    for folder in ("recipes", "studies"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'w').close()\ndef get_config(smoke=False):\n    return {{}}\n"
+        )
+    monkeypatch.chdir(tmp_path)
+    path = find_recipe(name)
+    assert tmp_path not in path.resolve().parents
+    assert load_recipe(name, smoke=True)  # the project's own, not the empty dict above
+    assert not marker.exists()
+    # The user's file runs when given by its path.
+    assert load_recipe(f"recipes/{name}.py") == {} and marker.exists()
+
+
+def test_a_name_only_in_the_working_directory_is_not_found(tmp_path, monkeypatch, capsys):
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "mine.py").write_text("def get_config(smoke=False):\n    return {}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "mine"]) == 2
+    err = capsys.readouterr().err
+    assert "no recipe 'mine'" in err and "to run your file recipes/mine.py, give its path" in err
