@@ -25,6 +25,19 @@ class RecipeNotFoundError(AdambnnError, FileNotFoundError):
     """No recipe or study of that name (the project's own) or path."""
 
 
+class MissingFileError(AdambnnError, FileNotFoundError):
+    """An input file the user named (a teacher, a model) does not exist."""
+
+
+class ModelFileError(AdambnnError, ValueError):
+    """A model file that is not a readable Keras model file."""
+
+
+class RunDirError(AdambnnError, ValueError):
+    """A run directory that may not be written or resumed (not this project's, another
+    configuration or input, in use by another process); the message says why and the fix."""
+
+
 class OutputError(AdambnnError, ValueError):
     """An output location that cannot be written, found before the work that would fill it."""
 

@@ -30,7 +30,13 @@ import tensorflow as tf
 from adambnn_larq import callbacks as analysis_callbacks
 from adambnn_larq import data
 from adambnn_larq.config import SMALL_TEACHER, STRATEGIES, TrainConfig
-from adambnn_larq.errors import CheckpointUnreadable, TrainingDiverged
+from adambnn_larq.errors import (
+    CheckpointUnreadable,
+    ConfigError,
+    MissingFileError,
+    RunDirError,
+    TrainingDiverged,
+)
 from adambnn_larq.models import ReActNetA, ReActNetSmall
 from adambnn_larq.optim import (
     create_optimizer_variables,
@@ -247,7 +253,7 @@ def _steps_per_epoch(config: TrainConfig, info) -> int:
         examples = min(examples, config.train_limit)
     steps = examples // config.batch_size
     if steps < 1:
-        raise ValueError(
+        raise ConfigError(
             f"batch_size {config.batch_size} is larger than the {examples} training examples"
         )
     return steps
@@ -591,7 +597,7 @@ def _check_teacher_file(config: TrainConfig) -> None:
     path = Path(config.teacher)
     if not path.is_file():
         what = "is a directory, not a model file" if path.is_dir() else "not found"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"teacher model {path} {what}. For ImageNet, import torchvision's ResNet-34: "
             f"`adambnn import-pytorch resnet34-333f7ec4.pth --arch resnet34 --output {path}` "
             "(see docs/pretrained.md); or set teacher=small_teacher or distillation=false."
@@ -658,7 +664,7 @@ def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
         )
         fix = "choose another --run-dir or delete it"
     if _has_finished_epoch(run_dir):
-        raise ValueError(f"{problem}; {fix}")
+        raise RunDirError(f"{problem}; {fix}")
     print(f"{problem}, but it never finished an epoch: starting it again with this configuration")
     return True
 

@@ -80,3 +80,25 @@ def test_protocol_4_pickle_is_refused_saying_why(tmp_path, capsys):
     assert "run any code" in captured.err
     assert "Unsupported operand" not in captured.err and "UserWarning" not in captured.err
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_a_bug_shows_its_traceback_and_exit_status_1(tmp_path, monkeypatch, capsys):
+    # A ValueError the user did not cause (here: raised where the configuration is resolved)
+    # is a bug, not a one-line "error:" about the input.
+    def broken(*args, **kwargs):
+        raise ValueError("boom inside the library")
+
+    monkeypatch.setattr("adambnn_larq.config.resolve_config", broken)
+    status = cli.main(["train", "adambnn_mnist", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert "adambnn train: internal error: ValueError: boom inside the library (a bug" in err
+    assert "error: boom" not in err
+
+
+def test_bad_input_is_still_one_line_with_status_2(tmp_path, capsys):
+    status = cli.main(["summary", "--variant", "reactnet_small", "--input-size", "30"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "odd size" in err

@@ -66,5 +66,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "--samples", type=positive_int, default=200, help="test images to verify on"
     )
     parser.add_argument("--runs", type=positive_int, default=20, help="timed benchmark runs")
-    # A missing data or teacher file, a bad configuration.
-    parser.set_defaults(func=_demo, user_errors=(FileNotFoundError, ValueError))
+    parser.set_defaults(func=_demo)

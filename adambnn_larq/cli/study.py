@@ -68,5 +68,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="runs trained side by side (separate processes)",
     )
-    # A missing study, recipe or data file; a malformed study or override.
-    parser.set_defaults(func=_study_command, user_errors=(FileNotFoundError, ValueError))
+    parser.set_defaults(func=_study_command)

@@ -101,8 +101,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "summary", help="print larq's model summary (binary/float parameters, memory, MACs)"
     )
     add_model_arguments(parser)
-    # A variant that cannot be built (e.g. an odd feature-map size) is the user's choice.
-    parser.set_defaults(func=_summary, user_errors=(ValueError,))
+    parser.set_defaults(func=_summary)
 
     parser = subparsers.add_parser(
         "train",
@@ -133,6 +132,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="Keras progress: 1 bar, 2 a line per epoch, 0 none",
     )
-    # A missing recipe, teacher or data file; a dataset too small for the batch; a run
-    # directory that holds another configuration.
-    parser.set_defaults(func=_train, user_errors=(FileNotFoundError, ValueError))
+    parser.set_defaults(func=_train)
