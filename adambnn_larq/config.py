@@ -38,6 +38,9 @@ WeightDecayMode = Literal["coupled", "decoupled"]
 Strategy = Literal["default", "mirrored", "multiworker", "tpu"]
 #: The teacher trained first and cached per dataset; any other ``teacher`` is a Keras model file.
 SMALL_TEACHER = "small_teacher"
+#: The largest seed a run may have: numpy and TensorFlow take seeds below 2**32, and the step
+#: of index i seeds with ``seed + i`` (step 2: seed + 1).
+MAX_SEED = 2**32 - 2
 
 
 def choices(alias: Any) -> tuple[str, ...]:
@@ -206,9 +209,16 @@ class TrainConfig:
         for key in ("adam_beta_1", "adam_beta_2", "label_smoothing"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        for key in ("adam_epsilon", "momentum", "teacher_learning_rate"):
+        for key in ("adam_epsilon", "teacher_learning_rate"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.momentum <= 1:
+            raise ConfigError(f"momentum must be in [0, 1], got {self.momentum}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(
+                f"seed must be in [0, {MAX_SEED}] (numpy's range; step 2 uses seed + 1), got "
+                f"{self.seed}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

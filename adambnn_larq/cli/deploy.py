@@ -6,14 +6,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 from adambnn_larq.cli.arguments import (
+    MAX_CLASSES,
+    MAX_RUNS,
+    MAX_SAMPLES,
+    MAX_SIZE,
+    MAX_THREADS,
     CommandError,
+    int_in,
     non_negative_float,
-    non_negative_int,
-    positive_int,
+    probability,
+    seed,
 )
 from adambnn_larq.config import (
     ARCHITECTURES,
@@ -173,6 +180,8 @@ def _int8_range(text: str) -> tuple[float, float]:
         low, high = (float(part) for part in text.split(","))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected MIN,MAX (e.g. -3,3), got {text!r}") from error
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite MIN < MAX, got {text!r}")
     return low, high
 
 
@@ -235,9 +244,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="dataset split (default: its evaluation split)")
     parser.add_argument("--data-dir", help="dataset directory (see adambnn_larq.data)")
     parser.add_argument(
-        "--samples", type=positive_int, default=32, help="inputs to compare (default 32)"
+        "--samples",
+        type=int_in(1, MAX_SAMPLES),
+        default=32,
+        help="inputs to compare (default 32)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs")
     parser.add_argument(
         "--atol",
         type=non_negative_float,
@@ -253,14 +265,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-agreement",
-        type=non_negative_float,
+        type=probability,
         default=None,
         help=f"top-1 agreement required (default 1; {COMPRESSED_MIN_AGREEMENT} for int8/float16 "
         "weights)",
     )
     parser.add_argument(
         "--min-within",
-        type=non_negative_float,
+        type=probability,
         default=None,
         help="share of samples that must be within the elementwise tolerance (default 1; not "
         "required for int8/float16 weights)",
@@ -282,8 +294,10 @@ def _int_list(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected e.g. 1,4; got {text!r}") from error
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    if not values or min(values) < 1 or max(values) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(
+            f"thread counts must be in 1..{MAX_THREADS}, got {text!r}"
+        )
     return values
 
 
@@ -435,11 +449,13 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         type=_kernel_list,
         help="comma-separated among default,indirect_bgemm (host default: both; binary: default)",
     )
-    parser.add_argument("--warmup", type=non_negative_int, help="warm-up runs (host 3, binary 5)")
-    parser.add_argument("--runs", type=positive_int, help="timed runs (host 20, binary 50)")
+    parser.add_argument(
+        "--warmup", type=int_in(0, MAX_RUNS), help="warm-up runs (host 3, binary 5)"
+    )
+    parser.add_argument("--runs", type=int_in(1, MAX_RUNS), help="timed runs (host 20, binary 50)")
     parser.add_argument(
         "--rounds",
-        type=positive_int,
+        type=int_in(1, MAX_RUNS),
         default=4,
         help="host: interleave the timed runs in N rounds (4)",
     )
@@ -461,7 +477,7 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         "--remote", metavar="USER@HOST[:PORT]", help="run lce_benchmark_model over ssh"
     )
     parser.add_argument("--benchmark-binary", help="local path of lce_benchmark_model")
-    parser.add_argument("--ssh-port", type=positive_int)
+    parser.add_argument("--ssh-port", type=int_in(1, 65535))
     parser.add_argument("--ssh-identity", help="ssh private key file")
     parser.add_argument("--ssh-option", action="append", help="extra ssh -o option (repeatable)")
     parser.add_argument("--output", help="JSON file (default MODEL.benchmark.json; .md beside)")
@@ -498,7 +514,7 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="Keras model to write (.h5 or .keras)")
     parser.add_argument(
         "--num-classes",
-        type=positive_int,
+        type=int_in(1, MAX_CLASSES),
         default=None,
         help="expected classes (checked, default: read)",
     )
@@ -513,6 +529,9 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         "--arch", choices=("auto", *ARCHITECTURES), default="auto", help="network in the file"
     )
     parser.add_argument(
-        "--input-size", type=positive_int, default=224, help="square input size of the Keras model"
+        "--input-size",
+        type=int_in(1, MAX_SIZE),
+        default=224,
+        help="square input size of the Keras model"
     )
     parser.set_defaults(func=_import_command)
