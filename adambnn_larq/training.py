@@ -34,6 +34,7 @@ from adambnn_larq.errors import (
     CheckpointUnreadable,
     ConfigError,
     MissingFileError,
+    ReportError,
     RunDirError,
     TrainingDiverged,
 )
@@ -49,14 +50,21 @@ from adambnn_larq.rundir import (
     BEST_MODEL,
     CHECKPOINTS_DIR,
     CONFIG_FILE,
+    DIVERGED_FILE,
     FINAL_MODEL,
     INITIAL_SIGNS_FILE,
+    INPUTS_FILE,
     LOG_FILE,
+    REPORT_DIR,
     RESULT_FILE,
     SUMMARY_FILE,
     TEACHERS_DIR,
     atomic_write_text,
     check_writable_dir,
+    claim_dir,
+    dir_lock,
+    read_json,
+    remove_stale_temporaries,
 )
 from adambnn_larq.saving import load_model, save_model
 from adambnn_larq.teachers import SmallTeacher
@@ -312,8 +320,13 @@ def run_stage(
     """
     result_path = stage_dir / RESULT_FILE
     if result_path.exists():
-        result = json.loads(result_path.read_text())
+        result = read_json(result_path)
         monitored = _monitored(config)
+        if not isinstance(result.get(f"{monitored}_accuracy"), (int, float)):
+            raise ReportError(
+                f"{result_path}: field '{monitored}_accuracy' is missing; delete the file to "
+                "evaluate the step again"
+            )
         print(
             f"[{name}] already finished: {monitored} accuracy "
             f"{result[f'{monitored}_accuracy']:.4f} (skipped)"
@@ -511,6 +524,12 @@ def _teacher_cache_key(config: TrainConfig, info) -> str:
     ]
     if not config.augment:  # appended only when off: earlier caches keep their keys
         fields.append("no augmentation")
+    # Which data: a data_dir (e.g. two image folders) and the class count make another
+    # teacher. Appended only when they can differ, so the fixed datasets' caches keep their keys.
+    if config.data_dir is not None:
+        fields.append(("data_dir", os.path.abspath(config.data_dir)))
+    if config.dataset == "image_folder":
+        fields.append(("classes", info.num_classes))
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -519,8 +538,8 @@ def prepare_teacher(
 ) -> tuple[tf.keras.Model, dict[str, Any]]:
     """Load the teacher named by ``config.teacher``, training the small one first if needed.
 
-    ``small_teacher`` is trained once per (dataset, width, epochs, batch, lr, limit, seed) and
-    cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
+    ``small_teacher`` is trained once per (dataset, data_dir, classes, width, epochs, batch, lr,
+    limit, seed) and cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
     """
     if config.teacher != SMALL_TEACHER:
         path = Path(config.teacher)
@@ -633,40 +652,134 @@ def _step_dirs(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.glob("step*") if p.is_dir() and re.fullmatch(r"step\d+", p.name)]
 
 
-def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
+#: What a step directory of a run holds (`_earlier_run`).
+_STEP_CONTENTS = {RESULT_FILE, CHECKPOINTS_DIR, LOG_FILE, BEST_MODEL, FINAL_MODEL, ANALYSIS_DIR,
+                  "tensorboard"}  # fmt: skip
+
+
+def _earlier_run(run_dir: Path) -> str | None:
+    """Why ``run_dir`` (no marker) is a run directory an earlier version of this project wrote,
+    or None: its config.json is a `TrainConfig`, its step folders are that schedule's, and it
+    holds nothing else."""
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".tmp-")}
+    steps = {n for n in names if re.fullmatch(r"step\d+", n) and (run_dir / n).is_dir()}
+    if CONFIG_FILE not in names or names - steps - {
+        CONFIG_FILE, SUMMARY_FILE, REPORT_DIR, DIVERGED_FILE
+    }:  # fmt: skip
+        return None
+    try:
+        previous = TrainConfig(**read_json(run_dir / CONFIG_FILE, error=RunDirError))
+    except (RunDirError, ConfigError, TypeError):  # TypeError: a key TrainConfig does not have
+        return None
+    if steps - {step.name for step in schedule_steps(previous)}:
+        return None
+    for step in steps:
+        contents = {p.name for p in (run_dir / step).iterdir()}
+        extra = {n for n in contents if not n.startswith((".tmp-", ".worker-", ".best-"))}
+        if extra - _STEP_CONTENTS:
+            return None
+    listed = ", ".join([CONFIG_FILE, *sorted(steps)])
+    return f"a run directory of an earlier adambnn-larq ({listed})"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_inputs(config: TrainConfig, info) -> dict[str, Any]:
+    """The identity of what a run reads besides its configuration, compared on resume.
+
+    - The teacher file by content (sha256; a ResNet-34 file hashes in about a second), not by
+      path: the same path holding another model is another run.
+    - The data by what is cheap to know on every resume: the dataset's class count, image
+      shape and split sizes (a different image folder or a truncated file changes them), not
+      by content (hashing ImageNet on every resume is not cheap). ``data_dir`` itself is part
+      of the configuration.
+    """
+    teacher = None
+    if config.distillation and config.teacher != SMALL_TEACHER:
+        teacher = _file_sha256(Path(config.teacher))
+    return {
+        "teacher_sha256": teacher,
+        "data": {
+            "classes": info.num_classes,
+            "input_shape": list(info.input_shape),
+            "examples": dict(info.num_examples),
+        },
+    }
+
+
+def _describe_input_change(key: str, before: Any, now: Any, config: TrainConfig) -> str:
+    if key == "teacher_sha256":
+        return (
+            f"the teacher file {config.teacher} has changed since the run started (sha256 "
+            f"{str(before)[:12]}… then, {str(now)[:12]}… now)"
+        )
+    return f"the data has changed since the run started ({key}: {before} then, {now} now)"
+
+
+def _check_run_dir(
+    config: TrainConfig, run_dir: Path, inputs: dict[str, Any] | None = None
+) -> bool:
     """Whether ``run_dir`` may hold ``config``: an existing run must have the same
-    configuration, unless it never finished an epoch (then it is started again, and True is
-    returned).
+    configuration and inputs (`run_inputs`), unless it never finished an epoch (then it is
+    started again, and True is returned).
 
     Raises:
-        ValueError: the run directory holds another (or an unreadable) configuration and
-            finished epochs.
+        RunDirError: the run directory holds another (or an unreadable, or no) configuration,
+            or was trained on other inputs, and finished epochs.
     """
     config_path = run_dir / CONFIG_FILE
+    finished = _has_finished_epoch(run_dir)
     if not config_path.exists():
-        return False
+        if finished:
+            steps = ", ".join(sorted(p.name for p in _step_dirs(run_dir)))
+            raise RunDirError(
+                f"{run_dir} has trained steps ({steps}) but no {CONFIG_FILE}: the configuration "
+                "that trained them is unknown, so they cannot be resumed with this one; restore "
+                f"{config_path} or choose another --run-dir"
+            )
+        return bool(_step_dirs(run_dir))  # logs of an unfinished first epoch: start again
     try:
-        previous = json.loads(config_path.read_text())
-        if not isinstance(previous, dict):
-            raise ValueError(f"a JSON {type(previous).__name__}, not an object")
-    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        problem = f"{config_path} is not a readable configuration ({_first_line(error)})"
+        previous = read_json(config_path, error=RunDirError)
+    except RunDirError as error:
+        problem = f"{config_path} is not a readable configuration ({error})"
         fix = f"restore it, choose another --run-dir or delete {run_dir}"
     else:
         current = json.loads(config.to_json())
         # A field added after the run was written counts as its default value.
         defaults = json.loads(TrainConfig().to_json())
         changed = sorted(k for k in current if previous.get(k, defaults[k]) != current[k])
-        if not changed:
+        stored = _stored_inputs(run_dir)
+        moved = [
+            _describe_input_change(key, stored[key], inputs[key], config)
+            for key in sorted(inputs or {})
+            if key in stored and stored[key] != inputs[key]
+        ]
+        if not changed and not moved:
             return False
-        problem = (
-            f"{run_dir} holds a run with a different configuration (changed: {', '.join(changed)})"
-        )
+        if changed:
+            problem = (
+                f"{run_dir} holds a run with a different configuration (changed: "
+                f"{', '.join(changed)})"
+            )
+        else:
+            problem = f"{run_dir} cannot be resumed: {'; '.join(moved)}"
         fix = "choose another --run-dir or delete it"
-    if _has_finished_epoch(run_dir):
+    if finished:
         raise RunDirError(f"{problem}; {fix}")
     print(f"{problem}, but it never finished an epoch: starting it again with this configuration")
     return True
+
+
+def _stored_inputs(run_dir: Path) -> dict[str, Any]:
+    """The inputs recorded when the run started ({} for a run written before they were)."""
+    path = run_dir / INPUTS_FILE
+    return read_json(path, error=RunDirError) if path.exists() else {}
 
 
 def _analysis_callbacks(
@@ -700,7 +813,9 @@ def train(
 
     Arguments:
         config: the resolved configuration.
-        run_dir: the run directory; an existing one must hold the same configuration.
+        run_dir: the run directory: new, empty, or one this project made (its marker,
+            `adambnn_larq.rundir.MARKER_FILE`) holding the same configuration and inputs;
+            locked while the run writes it.
         recipe: the recipe's name, recorded in the summary.
         strategy: distribution strategy (default: the current one).
         verbose: Keras progress bar mode (1 bar, 2 one line per epoch, 0 silent).
@@ -714,11 +829,33 @@ def train(
     # config.json left by a command that could never have run.
     info = check_config(config)
     check_writable_dir(run_dir, what="run directory")
-    if _check_run_dir(config, run_dir):
-        for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
-            shutil.rmtree(step_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
+    if not _is_chief(strategy):
+        # The chief owns, locks and checks the shared run directory; the other workers only
+        # read its checkpoints and write into scratch directories.
+        return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
+    inputs = run_inputs(config, info)
+    claim_dir(run_dir, kind="train", adopt=_earlier_run)
+    with dir_lock(run_dir):
+        removed = remove_stale_temporaries(run_dir)
+        if removed:
+            print(f"{run_dir}: removed {len(removed)} temporary file(s) a killed run left")
+        if _check_run_dir(config, run_dir, inputs):
+            for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
+                shutil.rmtree(step_dir)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
+        atomic_write_text(run_dir / INPUTS_FILE, json.dumps(inputs, indent=2) + "\n")
+        return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    info,
+    *,
+    recipe: str,
+    strategy: tf.distribute.Strategy,
+    verbose: int,
+) -> dict[str, Any]:
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
