@@ -133,10 +133,28 @@ def atomic_replace(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield Path(temporary)
         os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
+        _fsync_file(temporary)  # the content reaches the disk before the name points at it
+        replace_durably(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _fsync_file(path: str | os.PathLike) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def replace_durably(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """``os.replace`` then fsync of the directory, so that the rename survives a power cut."""
+    os.replace(source, destination)
+    try:
+        _fsync_file(Path(destination).parent)
+    except OSError:  # a file system without directory fsync: the rename is still atomic
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -342,10 +360,13 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Delete the temporary files (``.tmp-*``) that a killed run left under ``path``.
 
     Only for a directory whose lock this process holds: no other writer's temporary file
-    can then be in flight. Returns what was removed.
+    can then be in flight (the scratch folders of a multi-worker run's other workers, which
+    write without the lock, are skipped). Returns what was removed.
     """
     removed = []
     for temporary in Path(path).rglob(".tmp-*"):
+        if any(part.startswith(".worker-") for part in temporary.parts):
+            continue
         if temporary.is_file() or temporary.is_symlink():
             temporary.unlink(missing_ok=True)
             removed.append(temporary)

@@ -65,6 +65,7 @@ from adambnn_larq.rundir import (
     dir_lock,
     read_json,
     remove_stale_temporaries,
+    replace_durably,
 )
 from adambnn_larq.saving import load_model, save_model
 from adambnn_larq.teachers import SmallTeacher
@@ -365,6 +366,7 @@ def run_stage(
     elif init_weights is not None:
         copy_weights(load_model(init_weights), network)
         print(f"[{name}] initialized from {init_weights}")
+    _settle_best_model(work_dir, int(epoch_var.numpy()), name)
 
     # Analysis callbacks first: the epoch logs they add must reach the CSV and TensorBoard.
     # They write files, so in a multi-worker run only the chief has them.
@@ -391,13 +393,19 @@ def run_stage(
         evaluation = {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}
         accuracy = float(evaluation["accuracy"])
         # Every worker saves (reading BatchNorm's synchronized statistics is a collective);
-        # the non-chief ones into their scratch directory.
-        if accuracy > float(best_var.numpy()):
-            save_model(network, work_dir / BEST_MODEL)
+        # the non-chief ones into their scratch directory. A new best model is written under a
+        # pending name first and takes best.h5's place only once the checkpoint that records
+        # its accuracy exists: a kill in between never leaves a best.h5 from an epoch that
+        # is then trained again (`_settle_best_model` finishes or drops it on resume).
+        improved = accuracy > float(best_var.numpy())
+        if improved:
+            save_model(network, _pending_best_model(work_dir, epoch + 1))
         best_var.assign(max(accuracy, float(best_var.numpy())))
         epoch_var.assign(epoch + 1)
         seconds_var.assign_add(time.perf_counter() - started)
         manager.save()
+        if improved:
+            replace_durably(_pending_best_model(work_dir, epoch + 1), work_dir / BEST_MODEL)
         print(
             f"[{name}] epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
             f"{monitored} accuracy {accuracy:.4f} (best {float(best_var.numpy()):.4f}), "
@@ -429,6 +437,23 @@ def run_stage(
     else:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result
+
+
+def _pending_best_model(work_dir: Path, epoch: int) -> Path:
+    """Where the best model of ``epoch`` waits for its checkpoint (see `run_stage`)."""
+    return work_dir / f".best-epoch-{epoch:04d}{Path(BEST_MODEL).suffix}"
+
+
+def _settle_best_model(work_dir: Path, epochs_done: int, name: str) -> None:
+    """Finish the best-model update a kill interrupted: the pending model of the restored
+    checkpoint's epoch was recorded by it and takes best.h5's place; any other pending model
+    belongs to an epoch no checkpoint recorded (trained again) and is dropped."""
+    for pending in work_dir.glob(".best-epoch-*"):
+        if epochs_done and pending == _pending_best_model(work_dir, epochs_done):
+            replace_durably(pending, work_dir / BEST_MODEL)
+            print(f"[{name}] best model of epoch {epochs_done} put in place (a kill had left it)")
+        else:
+            pending.unlink()
 
 
 def checkpoint_prefixes(directory: Path) -> list[str]:

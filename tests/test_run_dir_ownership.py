@@ -198,3 +198,17 @@ def test_demo_and_study_refuse_a_foreign_directory(command, tmp_path):
         else:
             run_study("paper_study", folder, smoke=True, datasets=["fashion_mnist"])
     assert _tree(folder) == before
+
+
+def test_atomic_writes_fsync_the_file_and_its_directory(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def recording_fsync(descriptor):
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(rundir.os, "fsync", recording_fsync)
+    rundir.atomic_write_text(tmp_path / "summary.json", "{}")
+    assert len(synced) == 2 and os.path.basename(synced[0]).startswith(".tmp-")
+    assert synced[1] == str(tmp_path)
