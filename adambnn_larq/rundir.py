@@ -241,6 +241,47 @@ def check_writable_dir(path: str | os.PathLike, *, what: str = "output directory
     return path
 
 
+def _identity(path: Path) -> tuple:
+    """What makes two paths one file: device and inode when it exists (hard links, symlinks),
+    else the resolved path."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", status.st_dev, status.st_ino)
+
+
+def check_distinct(
+    outputs: dict[str, str | os.PathLike | None],
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+) -> None:
+    """Fail unless every output is its own file, none of them one of the inputs.
+
+    Arguments:
+        outputs: how the message names each output (e.g. ``"--report"``) -> its path (None:
+            not asked for).
+        inputs: the same for the files the command reads.
+
+    Raises:
+        OutputError: one line naming both paths.
+    """
+    seen: dict[tuple, tuple[str, Path]] = {}
+    for what, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(_identity(Path(path)), (f"the input {what}", Path(path)))
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        identity = _identity(Path(path))
+        if identity in seen:
+            other, other_path = seen[identity]
+            raise OutputError(
+                f"{what} {path} is the same file as {other} {other_path}: it would be "
+                "overwritten; choose another path"
+            )
+        seen[identity] = (what, Path(path))
+
+
 # --------------------------------------------------------------------------------------
 # Ownership: the marker, the lock, stale temporary files
 # --------------------------------------------------------------------------------------
@@ -540,7 +581,7 @@ def parse_json(
         reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
         raise error(f"{where}: not valid JSON ({reason})") from None
     if expect is not None and not isinstance(value, expect):
-        wanted = {dict: "an object", list: "an array"}.get(expect, expect.__name__)
+        wanted = {dict: "object", list: "array"}.get(expect, expect.__name__)
         raise error(f"{where}: expected a JSON {wanted}, got a JSON {type(value).__name__}")
     return value
 

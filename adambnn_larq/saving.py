@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 import zipfile
@@ -16,7 +15,7 @@ import tensorflow as tf
 # models also silences larq's kernel_constraint advice, which the reference rejects.
 from adambnn_larq import layers, models, quantizers  # noqa: F401
 from adambnn_larq.errors import MissingFileError, ModelFileError, OutputError, UnsafeModelError
-from adambnn_larq.rundir import atomic_replace
+from adambnn_larq.rundir import MAX_JSON_BYTES, atomic_replace, parse_json
 
 # What a model file may name. Keras resolves a serialized object by its "module" and
 # "class_name" and imports that module if it is not Keras' own, so a file naming
@@ -72,9 +71,19 @@ def _read_config(path: Path) -> dict[str, Any]:
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+                entry = archive.getinfo("config.json")
+                # The stated size is checked before decompressing, and the read is capped
+                # too: the size field of a crafted archive may lie.
+                if entry.file_size > MAX_JSON_BYTES:
+                    raise ModelFileError(
+                        f"{path}: its config.json would decompress to {entry.file_size} bytes; "
+                        "not a model file of this project"
+                    )
+                with archive.open(entry) as member:
+                    raw = member.read(MAX_JSON_BYTES + 1)
+        except (zipfile.BadZipFile, KeyError, OSError) as error:
             raise ModelFileError(f"{path}: not a readable .keras model file ({error})") from error
+        return parse_json(raw, f"{path} (config.json)", error=ModelFileError)
     try:
         with h5py.File(path, "r") as file:
             raw = file.attrs.get("model_config")
@@ -85,10 +94,8 @@ def _read_config(path: Path) -> dict[str, Any]:
             f"{path}: HDF5 file has no 'model_config' attribute; it holds weights only. Build "
             "the architecture (e.g. ReActNetA(...)) and call model.load_weights() instead."
         )
-    try:
-        return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise ModelFileError(f"{path}: its model_config is not readable JSON ({error})") from error
+    raw = raw if isinstance(raw, bytes) else str(raw).encode()
+    return parse_json(raw, f"{path} (model_config)", error=ModelFileError)
 
 
 def _registered_names(module: str, class_name: str) -> set[str]:

@@ -87,3 +87,81 @@ def test_a_name_only_in_the_working_directory_is_not_found(tmp_path, monkeypatch
     assert cli.main(["train", "mine"]) == 2
     err = capsys.readouterr().err
     assert "no recipe 'mine'" in err and "to run your file recipes/mine.py, give its path" in err
+
+
+def test_benchmark_output_onto_its_own_model_is_refused(tmp_path, capsys):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"the model")
+    assert cli.main(["benchmark", str(model), "--output", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--output {model} is the same file as the input MODEL {model}" in err
+    assert model.read_bytes() == b"the model"
+
+
+def test_no_two_outputs_onto_one_path_nor_onto_a_linked_input(tmp_path, capsys):
+    model = tmp_path / "m.h5"
+    model.write_bytes(b"keras")
+    report = str(tmp_path / "out.tflite")
+    argv = ["convert", str(model), "--output", report, "--report", report]
+    assert cli.main(argv) == 2
+    assert "--report" in capsys.readouterr().err and not (tmp_path / "out.tflite").exists()
+    tflite = tmp_path / "m.tflite"
+    tflite.write_bytes(b"flatbuffer")
+    os.link(tflite, tmp_path / "alias.json")  # another name of the same file
+    argv = ["verify", str(model), str(tflite), "--report", str(tmp_path / "alias.json")]
+    assert cli.main(argv) == 2
+    assert "is the same file as the input TFLITE" in capsys.readouterr().err
+    assert tflite.read_bytes() == b"flatbuffer"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
+        (b'{"recipe": "\xff\xfe"}', "not UTF-8 text"),
+        (b"[1, 2, 3]", "expected a JSON object, got a JSON list"),
+        (b'{"steps": [', "not valid JSON"),
+    ],
+)
+def test_damaged_run_files_are_one_line_errors_naming_the_file(
+    content, problem, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "summary.json").write_bytes(content)
+    assert cli.main(["analyze", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{run_dir / 'summary.json'}: {problem}" in err
+
+
+def test_oversized_json_is_refused_before_parsing(tmp_path, monkeypatch):
+    from adambnn_larq import rundir
+    from adambnn_larq.errors import ReportError
+
+    monkeypatch.setattr(rundir, "MAX_JSON_BYTES", 1000)
+    path = tmp_path / "result.json"
+    path.write_text('{"a": "' + "x" * 2000 + '"}')
+    with pytest.raises(ReportError, match="result.json: larger than"):
+        rundir.read_json(path)
+
+
+def test_a_damaged_result_json_is_a_one_line_error(tmp_path):
+    from adambnn_larq import training
+    from adambnn_larq.config import resolve_config
+    from adambnn_larq.errors import ReportError
+
+    stage = tmp_path / "step1"
+    stage.mkdir()
+    (stage / "result.json").write_bytes(b"\x00\xff not json")
+    config = resolve_config({"dataset": "fashion_mnist"})
+    with pytest.raises(ReportError, match=r"step1/result.json: not UTF-8 text"):
+        training.run_stage(stage, name="step1", build=None, make_trainer=None,
+                           optimizer_factory=None, epochs=1, config=config, info=None,
+                           strategy=None)  # fmt: skip
+    (stage / "result.json").write_text('{"epochs": 1}')
+    with pytest.raises(ReportError, match="field 'test_accuracy' is missing"):
+        training.run_stage(stage, name="step1", build=None, make_trainer=None,
+                           optimizer_factory=None, epochs=1, config=config, info=None,
+                           strategy=None)  # fmt: skip

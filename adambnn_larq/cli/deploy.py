@@ -38,9 +38,10 @@ from adambnn_larq.config import (
 def _convert_command(args: argparse.Namespace) -> int:
     # convert_file through its module: tests replace it there.
     from adambnn_larq.deploy import convert
-    from adambnn_larq.rundir import atomic_write_text, check_writable_file
+    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
 
     output = Path(args.output)
+    check_distinct({"--output": output, "--report": args.report}, {"MODEL": args.model})
     if args.report:
         check_writable_file(args.report, what="--report")
     result = convert.convert_file(
@@ -102,9 +103,10 @@ def _verify_command(args: argparse.Namespace) -> int:
         verify_criteria,
     )
     from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_text, check_writable_file
+    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
 
     tflite_path = Path(args.tflite)
+    check_distinct({"--report": args.report}, {"MODEL": args.model, "TFLITE": args.tflite})
     if not tflite_path.is_file():
         raise CommandError(f"TFLite file not found: {tflite_path}")
     if args.report:
@@ -316,7 +318,7 @@ def _benchmark_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.remote import Shell, benchmark_binary
     from adambnn_larq.deploy.tables import BINARY_TABLE_HEADER, binary_markdown_rows, host_markdown
     from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
+    from adambnn_larq.rundir import atomic_write_bytes, check_distinct, check_writable_file
     from adambnn_larq.saving import load_model
 
     # The ssh destination is checked first: nothing runs, nothing is written before.
@@ -337,6 +339,12 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         raise CommandError(f"model file not found: {model_path}")
     output = Path(args.output or model_path.with_suffix(".benchmark.json"))
     markdown_path = output.with_suffix(".md")
+    check_distinct(
+        {"--output": output, "--output's .md": markdown_path,
+         "--save-baseline": args.save_baseline},
+        {"MODEL": model_path, "--baseline-float": args.baseline_float,
+         "--benchmark-binary": args.benchmark_binary, "--ssh-identity": args.ssh_identity},
+    )  # fmt: skip
     # Every output is checked before the (long) benchmark.
     check_writable_file(output, what="--output")
     check_writable_file(markdown_path, what="--output (its .md beside)")
@@ -486,7 +494,9 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _import_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.pytorch_import import import_pytorch
+    from adambnn_larq.rundir import check_distinct
 
+    check_distinct({"--output": args.output}, {"CHECKPOINT": args.checkpoint})
     step = args.step if args.step == "auto" else int(args.step)
     size = args.input_size
     import_pytorch(
