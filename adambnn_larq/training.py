@@ -55,6 +55,7 @@ from adambnn_larq.rundir import (
     INITIAL_SIGNS_FILE,
     INPUTS_FILE,
     LOG_FILE,
+    MARKER_FILE,
     REPORT_DIR,
     RESULT_FILE,
     SUMMARY_FILE,
@@ -856,7 +857,16 @@ def train(
     check_writable_dir(run_dir, what="run directory")
     if not _is_chief(strategy):
         # The chief owns, locks and checks the shared run directory; the other workers only
-        # read its checkpoints and write into scratch directories.
+        # read its checkpoints and write into scratch directories, once the chief has made it
+        # (a scratch folder made first would make the chief refuse a non-empty directory).
+        deadline = time.monotonic() + _CHIEF_WAIT_SECONDS
+        while not (run_dir / MARKER_FILE).exists():
+            if time.monotonic() > deadline:
+                raise RunDirError(
+                    f"the chief did not create the run directory {run_dir} within "
+                    f"{_CHIEF_WAIT_SECONDS} s; do all workers share it (one file system)?"
+                )
+            time.sleep(0.5)
         return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
     inputs = run_inputs(config, info)
     claim_dir(run_dir, kind="train", adopt=_earlier_run)
@@ -870,6 +880,9 @@ def train(
         atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
         atomic_write_text(run_dir / INPUTS_FILE, json.dumps(inputs, indent=2) + "\n")
         return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
+
+
+_CHIEF_WAIT_SECONDS = 600
 
 
 def _train(
