@@ -79,6 +79,11 @@ class RemoteSpecError(AdambnnError, ValueError):
     """A ``--remote`` destination that is not ``USER@HOST[:PORT]`` (e.g. an ssh option)."""
 
 
+class ModelMismatchError(AdambnnError, ValueError):
+    """Two files that should hold the same model (Keras and TFLite) do not, or the inputs do
+    not fit it."""
+
+
 class BenchmarkError(AdambnnError, RuntimeError):
     """The benchmark could not run or its output could not be read."""
 

@@ -133,17 +133,16 @@ def _verify_command(args: argparse.Namespace) -> int:
         )
     labels = None
     if args.dataset:
-        try:
-            inputs, labels, split = dataset_inputs(
-                args.dataset,
-                args.samples,
-                split=args.split,
-                data_dir=args.data_dir,
-                channels=shape[-1],
-                image_size=shape[0] if shape[0] == shape[1] else None,
-            )
-        except (ValueError, FileNotFoundError, KeyError) as error:
-            raise CommandError(f"dataset {args.dataset}: {error}") from error
+        # A bad dataset, split or data directory is a domain error (ConfigError,
+        # DataNotFoundError) that names it.
+        inputs, labels, split = dataset_inputs(
+            args.dataset,
+            args.samples,
+            split=args.split,
+            data_dir=args.data_dir,
+            channels=shape[-1],
+            image_size=shape[0] if shape[0] == shape[1] else None,
+        )
         if tuple(inputs.shape[1:]) != shape:
             raise CommandError(
                 f"dataset {args.dataset} gives images of shape {tuple(inputs.shape[1:])}, the "
@@ -154,21 +153,18 @@ def _verify_command(args: argparse.Namespace) -> int:
         inputs = random_inputs(shape, args.samples, seed=args.seed)
         source = f"random uniform[-1, 1), seed {args.seed}"
     with heartbeat(f"running Keras and the LCE interpreter on {len(inputs)} inputs"):
-        try:
-            result = verify_conversion(
-                model,
-                flatbuffer,
-                inputs,
-                labels=labels,
-                atol=args.atol,
-                rtol=args.rtol,
-                min_agreement=min_agreement,
-                min_within=min_within,
-                source=source,
-                kernel=args.kernel,
-            )
-        except ValueError as error:
-            raise CommandError(str(error)) from error
+        result = verify_conversion(  # two models that differ: ModelMismatchError
+            model,
+            flatbuffer,
+            inputs,
+            labels=labels,
+            atol=args.atol,
+            rtol=args.rtol,
+            min_agreement=min_agreement,
+            min_within=min_within,
+            source=source,
+            kernel=args.kernel,
+        )
     print(result.summary())
     if args.report:
         atomic_write_text(
