@@ -93,6 +93,7 @@ OPTIMIZER_STEPS_FILE = "optimizer_steps.csv"
 STUDY_FILE = "study.md"
 STUDY_JSON = "study.json"
 DIVERGED_FILE = "diverged.txt"
+TRAIN_LOG = "train.log"  # the output of a run trained in its own process (``--jobs N``)
 
 # A demo folder (``adambnn demo``).
 DEMO_TRAIN_DIR = "train"

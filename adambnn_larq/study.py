@@ -45,12 +45,13 @@ from adambnn_larq.rundir import (
     REPORT_DIR,
     STUDY_FILE,
     STUDY_JSON,
+    TRAIN_LOG,
     atomic_write_text,
     claim_dir,
     dir_lock,
     load_run,
 )
-from adambnn_larq.training import train
+from adambnn_larq.training import earlier_run, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,8 +462,9 @@ def _train_run(
                 raise
             diverged(str(error))
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
+    # Made (and marked) here: the log is written into it before the run's process claims it.
+    claim_dir(run_dir, kind="train", adopt=earlier_run)
+    log_path = run_dir / TRAIN_LOG
     with open(log_path, "a") as log:
         done = subprocess.run(
             [sys.executable, "-m", "adambnn_larq.study", "--train-run", run.config.to_json(),

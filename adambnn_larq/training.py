@@ -60,6 +60,7 @@ from adambnn_larq.rundir import (
     RESULT_FILE,
     SUMMARY_FILE,
     TEACHERS_DIR,
+    TRAIN_LOG,
     atomic_write_text,
     check_writable_dir,
     claim_dir,
@@ -678,19 +679,21 @@ def _step_dirs(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.glob("step*") if p.is_dir() and re.fullmatch(r"step\d+", p.name)]
 
 
-#: What a step directory of a run holds (`_earlier_run`).
+#: What a step directory of a run holds (`earlier_run`).
 _STEP_CONTENTS = {RESULT_FILE, CHECKPOINTS_DIR, LOG_FILE, BEST_MODEL, FINAL_MODEL, ANALYSIS_DIR,
                   "tensorboard"}  # fmt: skip
 
 
-def _earlier_run(run_dir: Path) -> str | None:
+def earlier_run(run_dir: Path) -> str | None:
     """Why ``run_dir`` (no marker) is a run directory an earlier version of this project wrote,
     or None: its config.json is a `TrainConfig`, its step folders are that schedule's, and it
     holds nothing else."""
     names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".tmp-")}
     steps = {n for n in names if re.fullmatch(r"step\d+", n) and (run_dir / n).is_dir()}
+    if names == {TRAIN_LOG}:  # a study's run whose process never wrote its configuration
+        return f"a study run of an earlier adambnn-larq that never started ({TRAIN_LOG})"
     if CONFIG_FILE not in names or names - steps - {
-        CONFIG_FILE, SUMMARY_FILE, REPORT_DIR, DIVERGED_FILE
+        CONFIG_FILE, SUMMARY_FILE, REPORT_DIR, DIVERGED_FILE, TRAIN_LOG
     }:  # fmt: skip
         return None
     try:
@@ -869,7 +872,7 @@ def train(
             time.sleep(0.5)
         return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
     inputs = run_inputs(config, info)
-    claim_dir(run_dir, kind="train", adopt=_earlier_run)
+    claim_dir(run_dir, kind="train", adopt=earlier_run)
     with dir_lock(run_dir):
         removed = remove_stale_temporaries(run_dir)
         if removed:

@@ -136,7 +136,7 @@ def test_a_run_directory_of_an_earlier_version_is_adopted(tmp_path, capsys):
     (run_dir / "step1" / "checkpoints").mkdir(parents=True)
     (run_dir / "step1" / "log.csv").write_text("epoch,loss\n0,1.0\n")
     (run_dir / "config.json").write_text(resolve_config(TINY).to_json())
-    rundir.claim_dir(run_dir, kind="train", adopt=training._earlier_run)
+    rundir.claim_dir(run_dir, kind="train", adopt=training.earlier_run)
     assert "a run directory of an earlier adambnn-larq (config.json, step1); adopting it" in (
         capsys.readouterr().out
     )
@@ -147,7 +147,7 @@ def test_a_run_directory_of_an_earlier_version_is_adopted(tmp_path, capsys):
     (other / "step2").mkdir(parents=True)
     (other / "config.json").write_text(resolve_config(TINY).to_json())  # one-step: no step2
     with pytest.raises(RunDirError, match="not made by adambnn"):
-        rundir.claim_dir(other, kind="train", adopt=training._earlier_run)
+        rundir.claim_dir(other, kind="train", adopt=training.earlier_run)
     assert not (other / rundir.MARKER_FILE).exists()
 
 
