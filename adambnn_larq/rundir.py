@@ -367,11 +367,16 @@ def dir_lock(path: str | os.PathLike, *, what: str = "run directory") -> Iterato
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
+        except BlockingIOError as error:
             holder = _lock_holder(descriptor)
             raise RunDirError(
                 f"{what} {path} is being written by another process ({holder}, lock "
                 f"{lock_path}): wait for it to finish or choose another directory"
+            ) from error
+        except OSError as error:  # e.g. a file system without locks
+            raise RunDirError(
+                f"cannot lock {what} {path} ({error.strerror or error}): its file system does "
+                "not support file locks; use a local directory"
             ) from error
         previous = _lock_holder(descriptor, default="")
         if previous:
