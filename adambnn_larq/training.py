@@ -776,7 +776,8 @@ def _check_run_dir(
     try:
         previous = read_json(config_path, error=RunDirError)
     except RunDirError as error:
-        problem = f"{config_path} is not a readable configuration ({error})"
+        reason = str(error).removeprefix(f"{config_path}: ")
+        problem = f"{config_path} is not a readable configuration ({reason})"
         fix = f"restore it, choose another --run-dir or delete {run_dir}"
     else:
         current = json.loads(config.to_json())
