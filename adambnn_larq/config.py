@@ -2,8 +2,9 @@
 
 Recipes (files in ``recipes/``) return a dict of overrides of `TrainConfig`; command-line
 ``key=value`` overrides are applied on top and parsed by the field's type. Study files (in
-``studies/``) return the runs of a study (`adambnn_larq.study`). Both are plain config files,
-found by name and loaded by path (`load_recipe`): the library never imports them.
+``studies/``) return the runs of a study (`adambnn_larq.study`). Both are Python files that run
+when loaded (`load_recipe`): a name finds only the project's own, any other file needs its
+path. The library never imports them.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import dataclasses
 import importlib.util
 import json
 import math
+import os
 import sys
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from adambnn_larq.errors import ConfigError
+from adambnn_larq.errors import ConfigError, RecipeNotFoundError
 
 # Every choice a run is made of, once: `TrainConfig` validates its fields against these, the
 # command line offers them as ``choices``, and the messages list them (`choices`).
@@ -36,6 +38,9 @@ WeightDecayMode = Literal["coupled", "decoupled"]
 Strategy = Literal["default", "mirrored", "multiworker", "tpu"]
 #: The teacher trained first and cached per dataset; any other ``teacher`` is a Keras model file.
 SMALL_TEACHER = "small_teacher"
+#: The largest seed a run may have: numpy and TensorFlow take seeds below 2**32, and the step
+#: of index i seeds with ``seed + i`` (step 2: seed + 1).
+MAX_SEED = 2**32 - 2
 
 
 def choices(alias: Any) -> tuple[str, ...]:
@@ -209,9 +214,16 @@ class TrainConfig:
         for key in ("adam_beta_1", "adam_beta_2", "label_smoothing"):
             if not 0 <= getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be in [0, 1), got {getattr(self, key)}")
-        for key in ("adam_epsilon", "momentum", "teacher_learning_rate"):
+        for key in ("adam_epsilon", "teacher_learning_rate"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if not 0 <= self.momentum <= 1:
+            raise ConfigError(f"momentum must be in [0, 1], got {self.momentum}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(
+                f"seed must be in [0, {MAX_SEED}] (numpy's range; step 2 uses seed + 1), got "
+                f"{self.seed}"
+            )
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -322,30 +334,41 @@ def resolve_config(
 # Recipe and study files
 # --------------------------------------------------------------------------------------
 
+# The project's own recipes and studies: the checkout's folders beside this package, found from
+# this file (never from the current directory, whose files a built-in name must not run).
 _REPOSITORY = Path(__file__).resolve().parents[1]
 RECIPES = "recipes"
 STUDIES = "studies"
 
 
 def _folders(kind: str) -> list[Path]:
-    return [_REPOSITORY / kind, Path.cwd() / kind]
+    return [_REPOSITORY / kind]
+
+
+def is_explicit_path(name: str) -> bool:
+    """Whether a recipe or study argument names a file (contains a "/" or ends in ".py")
+    rather than one of the project's own recipes or studies."""
+    return "/" in name or os.sep in name or name.endswith(".py")
 
 
 def find_recipe(name: str) -> Path:
-    """The config file for ``name``: a path to a ``.py`` file, or a name in ``recipes/`` or
-    ``studies/``.
+    """The config file for ``name``: a file given by path, or a name of the project's own.
 
-    Recipes live in the repository's ``recipes/`` folder (or ``./recipes``); each defines
-    ``get_config(smoke: bool = False) -> dict`` of `TrainConfig` overrides. Studies live in
-    ``studies/`` (or ``./studies``) and define the same function.
+    A name without "/" that does not end in ".py" is one of the project's recipes
+    (``recipes/``) or studies (``studies/``) in the checkout this package belongs to, never a
+    file of the current directory. Any other file is given by its path (``./my_recipe.py``,
+    ``recipes/x.py``). Each defines ``get_config(smoke: bool = False) -> dict``.
+
+    Raises:
+        RecipeNotFoundError: no such file or name (the message lists the names).
     """
-    candidate = Path(name)
-    if candidate.suffix == ".py":
-        if not candidate.is_file():
-            raise FileNotFoundError(f"recipe file not found: {candidate}")
-        return candidate
-    folders = _folders(RECIPES) + _folders(STUDIES)
-    for folder in folders:
+    if is_explicit_path(name):
+        path = Path(name)
+        if not path.is_file():
+            what = "is a directory" if path.is_dir() else "not found"
+            raise RecipeNotFoundError(f"recipe file {path} {what}")
+        return path
+    for folder in _folders(RECIPES) + _folders(STUDIES):
         path = folder / f"{name}.py"
         if path.is_file():
             return path
@@ -358,7 +381,12 @@ def find_recipe(name: str) -> Path:
             if not p.stem.startswith("_") and p.stem != "common" and not _is_study_file(p)
         }
     )
-    raise FileNotFoundError(f"no recipe {name!r}; available: {', '.join(available)}")
+    local = Path(RECIPES) / f"{name}.py"
+    hint = f"; to run your file {local}, give its path" if local.is_file() else ""
+    raise RecipeNotFoundError(
+        f"no recipe {name!r} in {_REPOSITORY / RECIPES}; available: "
+        f"{', '.join(available) or 'none'}{hint}"
+    )
 
 
 def is_study(recipe: Any) -> bool:
@@ -396,8 +424,11 @@ def _recipes_package() -> None:
 
 
 def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
-    """Run the config file's ``get_config(smoke)``: a config file the user chose, like
-    big_vision's, not data from elsewhere."""
+    """Run the config file's ``get_config(smoke)``.
+
+    Recipes and studies are Python that runs with the user's rights (like big_vision's
+    configs): only the project's own files by name (`find_recipe`), any other by explicit path.
+    """
     path = find_recipe(name)
     _recipes_package()
     # Named as a module of the recipes package but not registered in sys.modules: two files of
@@ -407,5 +438,5 @@ def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
-        raise ValueError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
+        raise ConfigError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
     return module.get_config(smoke=smoke)

@@ -26,8 +26,11 @@ from adambnn_larq.rundir import (
     DEMO_TFLITE,
     DEMO_TRAIN_DIR,
     REPORT_DIR,
+    TEACHERS_DIR,
     atomic_write_bytes,
     atomic_write_text,
+    claim_dir,
+    dir_lock,
 )
 from adambnn_larq.saving import load_model
 from adambnn_larq.training import train
@@ -81,6 +84,37 @@ def run_demo(
     started = time.perf_counter()
     overrides = SMOKE_OVERRIDES if smoke else FAST_OVERRIDES if fast else []
     config = resolve_config(load_recipe(DEMO_RECIPE, smoke=smoke), overrides)
+    claim_dir(run_dir, kind="demo", adopt=_earlier_demo)
+    with dir_lock(run_dir, what="demo directory"):
+        return _run_demo_in(
+            run_dir, config, fast=fast, samples=samples, benchmark_runs=benchmark_runs,
+            smoke=smoke, started=started,
+        )  # fmt: skip
+
+
+#: What a demo directory holds (the teachers' cache is ``train``'s neighbour).
+_DEMO_CONTENTS = {DEMO_TRAIN_DIR, TEACHERS_DIR, DEMO_TFLITE, DEMO_BENCHMARK, DEMO_SUMMARY,
+                  REPORT_DIR}  # fmt: skip
+
+
+def _earlier_demo(run_dir: Path) -> str | None:
+    """Why ``run_dir`` (no marker) is a demo directory an earlier version wrote, or None."""
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".tmp-")}
+    if DEMO_TRAIN_DIR not in names or names - _DEMO_CONTENTS:
+        return None
+    return f"a demo directory of an earlier adambnn-larq ({', '.join(sorted(names))})"
+
+
+def _run_demo_in(
+    run_dir: Path,
+    config,
+    *,
+    fast: bool,
+    samples: int,
+    benchmark_runs: int,
+    smoke: bool,
+    started: float,
+) -> dict[str, Any]:
     budget = " (smoke)" if smoke else " (fast)" if fast else ""
     t = _stage(f"1/5 train {DEMO_RECIPE}{budget}: teacher, step 1, step 2")
     summary = train(config, run_dir / DEMO_TRAIN_DIR, recipe=DEMO_RECIPE, verbose=2)

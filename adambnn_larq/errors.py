@@ -21,6 +21,23 @@ class ConfigError(AdambnnError, ValueError):
     """An invalid recipe or override."""
 
 
+class RecipeNotFoundError(AdambnnError, FileNotFoundError):
+    """No recipe or study of that name (the project's own) or path."""
+
+
+class MissingFileError(AdambnnError, FileNotFoundError):
+    """An input file the user named (a teacher, a model) does not exist."""
+
+
+class ModelFileError(AdambnnError, ValueError):
+    """A model file that is not a readable Keras model file."""
+
+
+class RunDirError(AdambnnError, ValueError):
+    """A run directory that may not be written or resumed (not this project's, another
+    configuration or input, in use by another process); the message says why and the fix."""
+
+
 class OutputError(AdambnnError, ValueError):
     """An output location that cannot be written, found before the work that would fill it."""
 
@@ -56,6 +73,15 @@ class StudyError(AdambnnError, ValueError):
 
 class ConversionError(AdambnnError, ValueError):
     """The model cannot be converted as asked (bad input, or a `strict` audit failed)."""
+
+
+class RemoteSpecError(AdambnnError, ValueError):
+    """A ``--remote`` destination that is not ``USER@HOST[:PORT]`` (e.g. an ssh option)."""
+
+
+class ModelMismatchError(AdambnnError, ValueError):
+    """Two files that should hold the same model (Keras and TFLite) do not, or the inputs do
+    not fit it."""
 
 
 class BenchmarkError(AdambnnError, RuntimeError):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import larq as lq
 import tensorflow as tf
 
+from adambnn_larq.errors import ConfigError
 from adambnn_larq.layers import Rotate180, RPReLU, RSign
 from adambnn_larq.quantizers import kernel_quantizer
 
@@ -77,7 +78,7 @@ def _binary_conv(filters, kernel_size, strides, binary_weights, initializer, nam
 
 def _check_even(size: int | None, where: str) -> None:
     if size is not None and size % 2:
-        raise ValueError(
+        raise ConfigError(
             f"{where} has stride 2 but receives a feature map of odd size {size}: ReActNet's "
             "stride-2 layers need even sizes (the reference's AvgPool shortcut and conv would "
             "disagree in shape). Choose an input size divisible by 2 at every downsampling, "
@@ -180,7 +181,7 @@ def _reactnet(
     name: str,
 ) -> tf.keras.Model:
     if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
+        raise ConfigError(f"num_classes must be positive, got {num_classes}")
     inputs = tf.keras.Input(shape=tuple(input_shape), name="image")
     x = Rotate180(name="rotate_input")(inputs)
     if stem_stride == 2:
@@ -293,7 +294,7 @@ def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
 def small_channels(width_multiplier: float) -> tuple[int, ...]:
     """ReActNet-A's channel plan scaled by ``width_multiplier`` (at least 4 at the stem)."""
     if width_multiplier <= 0:
-        raise ValueError(f"width_multiplier must be positive, got {width_multiplier}")
+        raise ConfigError(f"width_multiplier must be positive, got {width_multiplier}")
     stem = max(4, int(round(REACTNET_A_CHANNELS[0] * width_multiplier)))
     # Every channel count is stem * 2^k, so blocks still either keep or double the width.
     return tuple(stem * c // REACTNET_A_CHANNELS[0] for c in REACTNET_A_CHANNELS)
@@ -336,7 +337,7 @@ def ReActNetSmall(  # noqa: N802 (Keras/larq-zoo builder naming)
         A `tf.keras.Model`.
     """
     if not 0 <= num_downsamplings <= len(REACTNET_A_REDUCTION_BLOCKS):
-        raise ValueError(f"num_downsamplings must be in 0..4, got {num_downsamplings}")
+        raise ConfigError(f"num_downsamplings must be in 0..4, got {num_downsamplings}")
     return _reactnet(
         input_shape=input_shape or (28, 28, 1),
         channels=small_channels(width_multiplier),

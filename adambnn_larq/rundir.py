@@ -3,7 +3,10 @@
 A training run directory (``adambnn train``, ``adambnn study``, ``adambnn demo``) looks like::
 
     RUN_DIR/
+      adambnn-run.json         the marker: this project made the directory (MARKER_FILE)
+      .adambnn.lock            pid and host of the process writing it (LOCK_FILE)
       config.json              the resolved TrainConfig (CONFIG_FILE)
+      inputs.json              identity of the teacher file and the data (INPUTS_FILE)
       summary.json             every finished step's result, rewritten after each (SUMMARY_FILE)
       step1/, step2/           one directory per step of the schedule
         result.json            the finished step (RESULT_FILE)
@@ -30,25 +33,37 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import datetime
+import fcntl
 import io
 import json
 import math
 import os
+import re
+import socket
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from adambnn_larq.errors import OutputError, ReportError
+from adambnn_larq.errors import OutputError, ReportError, RunDirError
 
 # --------------------------------------------------------------------------------------
 # Names
 # --------------------------------------------------------------------------------------
 
 CONFIG_FILE = "config.json"
+#: Written by this project when it creates a directory it then owns (`claim_dir`).
+MARKER_FILE = "adambnn-run.json"
+#: Version of the directory layouts; a marker with a larger one was written by a newer version.
+FORMAT_VERSION = 1
+#: Held (flock) by the one process writing the directory (`dir_lock`).
+LOCK_FILE = ".adambnn.lock"
+#: The identity of what a run reads besides its configuration (teacher file, data).
+INPUTS_FILE = "inputs.json"
 SUMMARY_FILE = "summary.json"
 RESULT_FILE = "result.json"
 CHECKPOINTS_DIR = "checkpoints"
@@ -78,6 +93,7 @@ OPTIMIZER_STEPS_FILE = "optimizer_steps.csv"
 STUDY_FILE = "study.md"
 STUDY_JSON = "study.json"
 DIVERGED_FILE = "diverged.txt"
+TRAIN_LOG = "train.log"  # the output of a run trained in its own process (``--jobs N``)
 
 # A demo folder (``adambnn demo``).
 DEMO_TRAIN_DIR = "train"
@@ -118,10 +134,28 @@ def atomic_replace(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     try:
         yield Path(temporary)
         os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
+        _fsync_file(temporary)  # the content reaches the disk before the name points at it
+        replace_durably(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _fsync_file(path: str | os.PathLike) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def replace_durably(source: str | os.PathLike, destination: str | os.PathLike) -> None:
+    """``os.replace`` then fsync of the directory, so that the rename survives a power cut."""
+    os.replace(source, destination)
+    try:
+        _fsync_file(Path(destination).parent)
+    except OSError:  # a file system without directory fsync: the rename is still atomic
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -206,6 +240,184 @@ def check_writable_dir(path: str | os.PathLike, *, what: str = "output directory
         raise OutputError(f"cannot write {what} {path}: it is a file, not a directory")
     _check_can_create_in(path, what, path)
     return path
+
+
+def _identity(path: Path) -> tuple:
+    """What makes two paths one file: device and inode when it exists (hard links, symlinks),
+    else the resolved path."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return ("path", os.path.realpath(path))
+    return ("inode", status.st_dev, status.st_ino)
+
+
+def check_distinct(
+    outputs: dict[str, str | os.PathLike | None],
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+) -> None:
+    """Fail unless every output is its own file, none of them one of the inputs.
+
+    Arguments:
+        outputs: how the message names each output (e.g. ``"--report"``) -> its path (None:
+            not asked for).
+        inputs: the same for the files the command reads.
+
+    Raises:
+        OutputError: one line naming both paths.
+    """
+    seen: dict[tuple, tuple[str, Path]] = {}
+    for what, path in (inputs or {}).items():
+        if path is not None:
+            seen.setdefault(_identity(Path(path)), (f"the input {what}", Path(path)))
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        identity = _identity(Path(path))
+        if identity in seen:
+            other, other_path = seen[identity]
+            raise OutputError(
+                f"{what} {path} is the same file as {other} {other_path}: it would be "
+                "overwritten; choose another path"
+            )
+        seen[identity] = (what, Path(path))
+
+
+# --------------------------------------------------------------------------------------
+# Ownership: the marker, the lock, stale temporary files
+# --------------------------------------------------------------------------------------
+
+
+def claim_dir(
+    path: str | os.PathLike,
+    *,
+    kind: str,
+    adopt: Callable[[Path], str | None] | None = None,
+    what: str = "--run-dir",
+) -> Path:
+    """Make ``path`` a directory this project owns, or check that it already is one.
+
+    A missing or empty directory is created and marked (`MARKER_FILE`: format version, kind,
+    creation time). A marked one of the same ``kind`` is accepted. Anything else is refused
+    and left untouched, like git refusing to clone into a non-empty directory: a mistyped
+    ``--run-dir`` must not lose the user's files.
+
+    Arguments:
+        path: the directory.
+        kind: what it holds ("train", "demo", "study"); a marker of another kind is refused.
+        adopt: for a non-empty directory without a marker: returns why it is one written by an
+            earlier version of this project (then it is marked and used, saying so), or None.
+        what: how messages name it.
+
+    Raises:
+        RunDirError: not this project's, another kind, or a newer format; the message says why.
+    """
+    path = Path(path)
+    marker = path / MARKER_FILE
+    if os.path.lexists(marker):
+        record = read_json(marker, error=RunDirError)
+        version, found = record.get("format"), record.get("kind")
+        if not isinstance(version, int) or not isinstance(found, str):
+            raise RunDirError(f"{marker}: fields 'format' (int) and 'kind' (str) are required")
+        if version > FORMAT_VERSION:
+            raise RunDirError(
+                f"{path} was written by a newer adambnn-larq (format {version}, this one reads "
+                f"{FORMAT_VERSION}): upgrade, or choose another {what}"
+            )
+        if found != kind:
+            raise RunDirError(
+                f"{path} is a {found} directory, not a {kind} directory; choose another {what}"
+            )
+        return path
+    if os.path.lexists(path) and not path.is_dir():
+        raise RunDirError(f"{what} {path} is a file, not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        reason = adopt(path) if adopt is not None else None
+        if reason is None:
+            raise RunDirError(
+                f"{what} {path} is not empty and was not made by adambnn (no {MARKER_FILE}): "
+                f"refusing to write into it, nothing was changed; choose a new or empty {what}"
+            )
+        print(f"{path}: {reason}; adopting it ({MARKER_FILE} written)", flush=True)
+    path.mkdir(parents=True, exist_ok=True)
+    record = {
+        "format": FORMAT_VERSION,
+        "kind": kind,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "by": "adambnn-larq",
+    }
+    atomic_write_text(marker, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+@contextlib.contextmanager
+def dir_lock(path: str | os.PathLike, *, what: str = "run directory") -> Iterator[None]:
+    """Hold ``path``'s lock while the block runs: a second process is refused at once.
+
+    The lock is an ``flock`` on `LOCK_FILE`, which records the holder's pid and host for the
+    message. The kernel releases it when its process dies, so the lock of a killed run never
+    blocks: the next run takes it over and says so. The file stays (emptied) after the block:
+    removing it would let two processes lock two different files.
+
+    Raises:
+        RunDirError: another process holds the lock (its pid and host are named).
+    """
+    lock_path = Path(path) / LOCK_FILE
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            holder = _lock_holder(descriptor)
+            raise RunDirError(
+                f"{what} {path} is being written by another process ({holder}, lock "
+                f"{lock_path}): wait for it to finish or choose another directory"
+            ) from error
+        except OSError as error:  # e.g. a file system without locks
+            raise RunDirError(
+                f"cannot lock {what} {path} ({error.strerror or error}): its file system does "
+                "not support file locks; use a local directory"
+            ) from error
+        previous = _lock_holder(descriptor, default="")
+        if previous:
+            print(f"{path}: taking over the lock of {previous}, which is no longer running")
+        os.ftruncate(descriptor, 0)
+        os.pwrite(
+            descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode(), 0
+        )
+        os.fsync(descriptor)
+        try:
+            yield
+        finally:
+            os.ftruncate(descriptor, 0)
+    finally:
+        os.close(descriptor)  # releases the flock
+
+
+def _lock_holder(descriptor: int, default: str = "an unknown process") -> str:
+    raw = os.pread(descriptor, 4096, 0)
+    try:
+        record = json.loads(raw)
+        return f"process {int(record['pid'])} on {record['host']}"
+    except (ValueError, TypeError, KeyError):
+        return default
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files (``.tmp-*``) that a killed run left under ``path``.
+
+    Only for a directory whose lock this process holds: no other writer's temporary file
+    can then be in flight (the scratch folders of a multi-worker run's other workers, which
+    write without the lock, are skipped). Returns what was removed.
+    """
+    removed = []
+    for temporary in Path(path).rglob(".tmp-*"):
+        if any(part.startswith(".worker-") for part in temporary.parts):
+            continue
+        if temporary.is_file() or temporary.is_symlink():
+            temporary.unlink(missing_ok=True)
+            removed.append(temporary)
+    return removed
 
 
 # --------------------------------------------------------------------------------------
@@ -296,9 +508,9 @@ class EpochLog:
         for line in lines:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # a line cut short by a kill
                 continue
-            if record.get("iteration", 0) <= up_to_iteration:
+            if isinstance(record, dict) and record.get("iteration", 0) <= up_to_iteration:
                 kept.append(record)
         self.records = kept
         if len(kept) != len(lines):
@@ -321,25 +533,95 @@ class EpochLog:
 # --------------------------------------------------------------------------------------
 
 
-def read_json(path: Path) -> Any:
+#: Bounds of the JSON files read: far above what this project writes (the largest, a study's
+#: study.json, is kilobytes), low enough that a damaged or hostile file is refused before it is
+#: parsed (Python's parser recurses once per nesting level).
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_TOO_LARGE = f"larger than {MAX_JSON_BYTES // 2**20} MiB, not a file of this project"
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in ``text`` (brackets in strings ignored)."""
+    depth = deepest = 0
+    for bracket in _NOT_BRACKET.sub("", _JSON_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json(
+    raw: bytes,
+    where: str,
+    *,
+    expect: type | None = dict,
+    error: type[Exception] = ReportError,
+) -> Any:
+    """Parse ``raw`` as bounded JSON; any problem is one line naming ``where``.
+
+    Arguments:
+        raw: the bytes (UTF-8).
+        where: the file (and line), for messages.
+        expect: the type the top-level value must have (None: any).
+        error: the `AdambnnError` subclass raised.
+
+    Raises:
+        error: larger than `MAX_JSON_BYTES`, not UTF-8, nested deeper than
+            `MAX_JSON_DEPTH`, not JSON, or not of type ``expect``.
+    """
+    if len(raw) > MAX_JSON_BYTES:
+        raise error(f"{where}: {_TOO_LARGE}")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ReportError(f"{path}: not valid JSON ({error})") from error
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as problem:
+        raise error(f"{where}: not UTF-8 text (byte {problem.start})") from None
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise error(
+            f"{where}: nested deeper than {MAX_JSON_DEPTH} levels, not a file of this project"
+        )
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError) as problem:
+        reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
+        raise error(f"{where}: not valid JSON ({reason})") from None
+    if expect is not None and not isinstance(value, expect):
+        wanted = {dict: "object", list: "array"}.get(expect, expect.__name__)
+        raise error(f"{where}: expected a JSON {wanted}, got a JSON {type(value).__name__}")
+    return value
+
+
+def _read_bounded(path: Path, error: type[Exception]) -> bytes:
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_JSON_BYTES + 1)
+    except OSError as problem:
+        raise error(f"{path}: cannot be read ({problem.strerror or problem})") from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise error(f"{path}: {_TOO_LARGE}")
+    return raw
+
+
+def read_json(
+    path: str | os.PathLike, *, expect: type | None = dict, error: type[Exception] = ReportError
+) -> Any:
+    """Read a JSON file of a run directory: bounded in size and depth, UTF-8, of type
+    ``expect``; a damaged file is a one-line ``error`` naming it (see `parse_json`)."""
+    return parse_json(_read_bounded(Path(path), error), str(path), expect=expect, error=error)
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """The records of a JSON-lines file ([] if it does not exist)."""
+    """The records (objects) of a JSON-lines file ([] if it does not exist), read like
+    `read_json`."""
     if not path.exists():
         return []
+    raw = _read_bounded(path, ReportError)
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(raw.split(b"\n"), start=1):
         if not line.strip():
             continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise ReportError(f"{path}, line {number}: not valid JSON ({error})") from error
+        records.append(parse_json(line, f"{path}, line {number}"))
     return records
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 import zipfile
@@ -15,8 +14,8 @@ import tensorflow as tf
 
 # models also silences larq's kernel_constraint advice, which the reference rejects.
 from adambnn_larq import layers, models, quantizers  # noqa: F401
-from adambnn_larq.errors import UnsafeModelError
-from adambnn_larq.rundir import atomic_replace
+from adambnn_larq.errors import MissingFileError, ModelFileError, OutputError, UnsafeModelError
+from adambnn_larq.rundir import MAX_JSON_BYTES, atomic_replace, parse_json
 
 # What a model file may name. Keras resolves a serialized object by its "module" and
 # "class_name" and imports that module if it is not Keras' own, so a file naming
@@ -72,20 +71,31 @@ def _read_config(path: Path) -> dict[str, Any]:
     if path.suffix == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:
-                return json.loads(archive.read("config.json"))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}: not a readable .keras model file ({error})") from error
+                entry = archive.getinfo("config.json")
+                # The stated size is checked before decompressing, and the read is capped
+                # too: the size field of a crafted archive may lie.
+                if entry.file_size > MAX_JSON_BYTES:
+                    raise ModelFileError(
+                        f"{path}: its config.json would decompress to {entry.file_size} bytes; "
+                        "not a model file of this project"
+                    )
+                with archive.open(entry) as member:
+                    raw = member.read(MAX_JSON_BYTES + 1)
+        except (zipfile.BadZipFile, KeyError, OSError) as error:
+            raise ModelFileError(f"{path}: not a readable .keras model file ({error})") from error
+        return parse_json(raw, f"{path} (config.json)", error=ModelFileError)
     try:
         with h5py.File(path, "r") as file:
             raw = file.attrs.get("model_config")
     except OSError as error:
-        raise ValueError(f"{path}: not a readable HDF5 model file ({error})") from error
+        raise ModelFileError(f"{path}: not a readable HDF5 model file ({error})") from error
     if raw is None:
-        raise ValueError(
+        raise ModelFileError(
             f"{path}: HDF5 file has no 'model_config' attribute; it holds weights only. Build "
             "the architecture (e.g. ReActNetA(...)) and call model.load_weights() instead."
         )
-    return json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    raw = raw if isinstance(raw, bytes) else str(raw).encode()
+    return parse_json(raw, f"{path} (model_config)", error=ModelFileError)
 
 
 def _registered_names(module: str, class_name: str) -> set[str]:
@@ -208,7 +218,7 @@ def load_model(path: str | os.PathLike) -> tf.keras.Model:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
+        raise MissingFileError(f"model file not found: {path}")
     check_model_config(_read_config(path), source=str(path))
     kwargs = {"safe_mode": True} if path.suffix == ".keras" else {}
     # Rebuilding the graph without AutoGraph is several times faster (see models._reactnet).
@@ -228,7 +238,7 @@ def save_model(model: tf.keras.Model, path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     if path.suffix not in (".h5", ".keras"):
-        raise ValueError(f"{path}: model files must end in .h5 or .keras")
+        raise OutputError(f"{path}: model files must end in .h5 or .keras")
     with atomic_replace(path, suffix=path.suffix) as temporary:
         if path.suffix == ".h5":
             with warnings.catch_warnings():

@@ -40,7 +40,7 @@ import numpy as np
 
 from adambnn_larq import data, logs
 from adambnn_larq.analysis import load_signs
-from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
+from adambnn_larq.config import DATASET_NAMES, TrainConfig, load_recipe, resolve_config
 from adambnn_larq.errors import ConfigError, StudyError, TrainingDiverged
 from adambnn_larq.hostinfo import cpu_model_name
 from adambnn_larq.reports import analyze, run_summary, step_summary
@@ -51,11 +51,14 @@ from adambnn_larq.rundir import (
     REPORT_DIR,
     STUDY_FILE,
     STUDY_JSON,
+    TRAIN_LOG,
     atomic_write_text,
+    claim_dir,
+    dir_lock,
     load_run,
 )
 from adambnn_larq.stats import TestResult, holm, paired_t, welch_t
-from adambnn_larq.training import train
+from adambnn_larq.training import earlier_run, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -619,8 +622,9 @@ def _train_run(
                 raise
             diverged(str(error))
         return
-    run_dir.mkdir(parents=True, exist_ok=True)
-    log_path = run_dir / "train.log"
+    # Made (and marked) here: the log is written into it before the run's process claims it.
+    claim_dir(run_dir, kind="train", adopt=earlier_run)
+    log_path = run_dir / TRAIN_LOG
     with open(log_path, "a") as log:
         done = subprocess.run(
             [sys.executable, "-m", "adambnn_larq.study", "--train-run", run.config.to_json(),
@@ -825,6 +829,38 @@ def run_study(
     started = time.perf_counter()
     study = load_study(name, smoke=smoke, datasets=datasets, runs=runs, overrides=overrides)
     output = Path(output_dir)
+    claim_dir(output, kind="study", adopt=_earlier_study, what="--output")
+    with dir_lock(output, what="study directory"):
+        return _run_study_in(
+            output, study, name=name, smoke=smoke, verbose=verbose, command=command, jobs=jobs,
+            started=started,
+        )  # fmt: skip
+
+
+def _earlier_study(output: Path) -> str | None:
+    """Why ``output`` (no marker) is a study directory an earlier version wrote, or None."""
+    names = {p.name for p in output.iterdir() if not p.name.startswith(".tmp-")}
+    if names - {STUDY_FILE, STUDY_JSON, *DATASET_NAMES}:
+        return None
+    for dataset in names & set(DATASET_NAMES):
+        if not (output / dataset).is_dir() or {
+            p.name for p in (output / dataset).iterdir()
+        } - {"runs", REPORT_DIR}:
+            return None
+    return f"a study directory of an earlier adambnn-larq ({', '.join(sorted(names))})"
+
+
+def _run_study_in(
+    output: Path,
+    study: Study,
+    *,
+    name: str,
+    smoke: bool,
+    verbose: int,
+    command: str | None,
+    jobs: int,
+    started: float,
+) -> dict[str, Any]:
     sections = []
     tuned_finals = []  # the final runs with their arm's chosen rate (as given when skipped)
     for dataset in study.datasets:

@@ -30,7 +30,14 @@ import tensorflow as tf
 from adambnn_larq import callbacks as analysis_callbacks
 from adambnn_larq import data
 from adambnn_larq.config import SMALL_TEACHER, STRATEGIES, TrainConfig
-from adambnn_larq.errors import CheckpointUnreadable, TrainingDiverged
+from adambnn_larq.errors import (
+    CheckpointUnreadable,
+    ConfigError,
+    MissingFileError,
+    ReportError,
+    RunDirError,
+    TrainingDiverged,
+)
 from adambnn_larq.models import ReActNetA, ReActNetSmall
 from adambnn_larq.optim import (
     create_optimizer_variables,
@@ -43,14 +50,24 @@ from adambnn_larq.rundir import (
     BEST_MODEL,
     CHECKPOINTS_DIR,
     CONFIG_FILE,
+    DIVERGED_FILE,
     FINAL_MODEL,
     INITIAL_SIGNS_FILE,
+    INPUTS_FILE,
     LOG_FILE,
+    MARKER_FILE,
+    REPORT_DIR,
     RESULT_FILE,
     SUMMARY_FILE,
     TEACHERS_DIR,
+    TRAIN_LOG,
     atomic_write_text,
     check_writable_dir,
+    claim_dir,
+    dir_lock,
+    read_json,
+    remove_stale_temporaries,
+    replace_durably,
 )
 from adambnn_larq.saving import load_model, save_model
 from adambnn_larq.teachers import SmallTeacher
@@ -247,7 +264,7 @@ def _steps_per_epoch(config: TrainConfig, info) -> int:
         examples = min(examples, config.train_limit)
     steps = examples // config.batch_size
     if steps < 1:
-        raise ValueError(
+        raise ConfigError(
             f"batch_size {config.batch_size} is larger than the {examples} training examples"
         )
     return steps
@@ -306,8 +323,13 @@ def run_stage(
     """
     result_path = stage_dir / RESULT_FILE
     if result_path.exists():
-        result = json.loads(result_path.read_text())
+        result = read_json(result_path)
         monitored = _monitored(config)
+        if not isinstance(result.get(f"{monitored}_accuracy"), (int, float)):
+            raise ReportError(
+                f"{result_path}: field '{monitored}_accuracy' is missing; delete the file to "
+                "evaluate the step again"
+            )
         print(
             f"[{name}] already finished: {monitored} accuracy "
             f"{result[f'{monitored}_accuracy']:.4f} (skipped)"
@@ -346,6 +368,7 @@ def run_stage(
     elif init_weights is not None:
         copy_weights(load_model(init_weights), network)
         print(f"[{name}] initialized from {init_weights}")
+    _settle_best_model(work_dir, int(epoch_var.numpy()), name)
 
     # Analysis callbacks first: the epoch logs they add must reach the CSV and TensorBoard.
     # They write files, so in a multi-worker run only the chief has them.
@@ -372,13 +395,19 @@ def run_stage(
         evaluation = {"accuracy": history["val_accuracy"][-1], "loss": history["val_loss"][-1]}
         accuracy = float(evaluation["accuracy"])
         # Every worker saves (reading BatchNorm's synchronized statistics is a collective);
-        # the non-chief ones into their scratch directory.
-        if accuracy > float(best_var.numpy()):
-            save_model(network, work_dir / BEST_MODEL)
+        # the non-chief ones into their scratch directory. A new best model is written under a
+        # pending name first and takes best.h5's place only once the checkpoint that records
+        # its accuracy exists: a kill in between never leaves a best.h5 from an epoch that
+        # is then trained again (`_settle_best_model` finishes or drops it on resume).
+        improved = accuracy > float(best_var.numpy())
+        if improved:
+            save_model(network, _pending_best_model(work_dir, epoch + 1))
         best_var.assign(max(accuracy, float(best_var.numpy())))
         epoch_var.assign(epoch + 1)
         seconds_var.assign_add(time.perf_counter() - started)
         manager.save()
+        if improved:
+            replace_durably(_pending_best_model(work_dir, epoch + 1), work_dir / BEST_MODEL)
         print(
             f"[{name}] epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}, "
             f"{monitored} accuracy {accuracy:.4f} (best {float(best_var.numpy()):.4f}), "
@@ -410,6 +439,23 @@ def run_stage(
     else:
         shutil.rmtree(work_dir, ignore_errors=True)
     return result
+
+
+def _pending_best_model(work_dir: Path, epoch: int) -> Path:
+    """Where the best model of ``epoch`` waits for its checkpoint (see `run_stage`)."""
+    return work_dir / f".best-epoch-{epoch:04d}{Path(BEST_MODEL).suffix}"
+
+
+def _settle_best_model(work_dir: Path, epochs_done: int, name: str) -> None:
+    """Finish the best-model update a kill interrupted: the pending model of the restored
+    checkpoint's epoch was recorded by it and takes best.h5's place; any other pending model
+    belongs to an epoch no checkpoint recorded (trained again) and is dropped."""
+    for pending in work_dir.glob(".best-epoch-*"):
+        if epochs_done and pending == _pending_best_model(work_dir, epochs_done):
+            replace_durably(pending, work_dir / BEST_MODEL)
+            print(f"[{name}] best model of epoch {epochs_done} put in place (a kill had left it)")
+        else:
+            pending.unlink()
 
 
 def checkpoint_prefixes(directory: Path) -> list[str]:
@@ -505,6 +551,12 @@ def _teacher_cache_key(config: TrainConfig, info) -> str:
     ]
     if not config.augment:  # appended only when off: earlier caches keep their keys
         fields.append("no augmentation")
+    # Which data: a data_dir (e.g. two image folders) and the class count make another
+    # teacher. Appended only when they can differ, so the fixed datasets' caches keep their keys.
+    if config.data_dir is not None:
+        fields.append(("data_dir", os.path.abspath(config.data_dir)))
+    if config.dataset == "image_folder":
+        fields.append(("classes", info.num_classes))
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
 
 
@@ -513,8 +565,8 @@ def prepare_teacher(
 ) -> tuple[tf.keras.Model, dict[str, Any]]:
     """Load the teacher named by ``config.teacher``, training the small one first if needed.
 
-    ``small_teacher`` is trained once per (dataset, width, epochs, batch, lr, limit, seed) and
-    cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
+    ``small_teacher`` is trained once per (dataset, data_dir, classes, width, epochs, batch, lr,
+    limit, seed) and cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
     """
     if config.teacher != SMALL_TEACHER:
         path = Path(config.teacher)
@@ -591,7 +643,7 @@ def _check_teacher_file(config: TrainConfig) -> None:
     path = Path(config.teacher)
     if not path.is_file():
         what = "is a directory, not a model file" if path.is_dir() else "not found"
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"teacher model {path} {what}. For ImageNet, import torchvision's ResNet-34: "
             f"`adambnn import-pytorch resnet34-333f7ec4.pth --arch resnet34 --output {path}` "
             "(see docs/pretrained.md); or set teacher=small_teacher or distillation=false."
@@ -627,40 +679,137 @@ def _step_dirs(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.glob("step*") if p.is_dir() and re.fullmatch(r"step\d+", p.name)]
 
 
-def _check_run_dir(config: TrainConfig, run_dir: Path) -> bool:
+#: What a step directory of a run holds (`earlier_run`).
+_STEP_CONTENTS = {RESULT_FILE, CHECKPOINTS_DIR, LOG_FILE, BEST_MODEL, FINAL_MODEL, ANALYSIS_DIR,
+                  "tensorboard"}  # fmt: skip
+
+
+def earlier_run(run_dir: Path) -> str | None:
+    """Why ``run_dir`` (no marker) is a run directory an earlier version of this project wrote,
+    or None: its config.json is a `TrainConfig`, its step folders are that schedule's, and it
+    holds nothing else."""
+    names = {p.name for p in run_dir.iterdir() if not p.name.startswith(".tmp-")}
+    steps = {n for n in names if re.fullmatch(r"step\d+", n) and (run_dir / n).is_dir()}
+    if names == {TRAIN_LOG}:  # a study's run whose process never wrote its configuration
+        return f"a study run of an earlier adambnn-larq that never started ({TRAIN_LOG})"
+    if CONFIG_FILE not in names or names - steps - {
+        CONFIG_FILE, SUMMARY_FILE, REPORT_DIR, DIVERGED_FILE, TRAIN_LOG
+    }:  # fmt: skip
+        return None
+    try:
+        previous = TrainConfig(**read_json(run_dir / CONFIG_FILE, error=RunDirError))
+    except (RunDirError, ConfigError, TypeError):  # TypeError: a key TrainConfig does not have
+        return None
+    if steps - {step.name for step in schedule_steps(previous)}:
+        return None
+    for step in steps:
+        contents = {p.name for p in (run_dir / step).iterdir()}
+        extra = {n for n in contents if not n.startswith((".tmp-", ".worker-", ".best-"))}
+        if extra - _STEP_CONTENTS:
+            return None
+    listed = ", ".join([CONFIG_FILE, *sorted(steps)])
+    return f"a run directory of an earlier adambnn-larq ({listed})"
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_inputs(config: TrainConfig, info) -> dict[str, Any]:
+    """The identity of what a run reads besides its configuration, compared on resume.
+
+    - The teacher file by content (sha256; a ResNet-34 file hashes in about a second), not by
+      path: the same path holding another model is another run.
+    - The data by what is cheap to know on every resume: the dataset's class count, image
+      shape and split sizes (a different image folder or a truncated file changes them), not
+      by content (hashing ImageNet on every resume is not cheap). ``data_dir`` itself is part
+      of the configuration.
+    """
+    teacher = None
+    if config.distillation and config.teacher != SMALL_TEACHER:
+        teacher = _file_sha256(Path(config.teacher))
+    return {
+        "teacher_sha256": teacher,
+        "data": {
+            "classes": info.num_classes,
+            "input_shape": list(info.input_shape),
+            "examples": dict(info.num_examples),
+        },
+    }
+
+
+def _describe_input_change(key: str, before: Any, now: Any, config: TrainConfig) -> str:
+    if key == "teacher_sha256":
+        return (
+            f"the teacher file {config.teacher} has changed since the run started (sha256 "
+            f"{str(before)[:12]}… then, {str(now)[:12]}… now)"
+        )
+    return f"the data has changed since the run started ({key}: {before} then, {now} now)"
+
+
+def _check_run_dir(
+    config: TrainConfig, run_dir: Path, inputs: dict[str, Any] | None = None
+) -> bool:
     """Whether ``run_dir`` may hold ``config``: an existing run must have the same
-    configuration, unless it never finished an epoch (then it is started again, and True is
-    returned).
+    configuration and inputs (`run_inputs`), unless it never finished an epoch (then it is
+    started again, and True is returned).
 
     Raises:
-        ValueError: the run directory holds another (or an unreadable) configuration and
-            finished epochs.
+        RunDirError: the run directory holds another (or an unreadable, or no) configuration,
+            or was trained on other inputs, and finished epochs.
     """
     config_path = run_dir / CONFIG_FILE
+    finished = _has_finished_epoch(run_dir)
     if not config_path.exists():
-        return False
+        if finished:
+            steps = ", ".join(sorted(p.name for p in _step_dirs(run_dir)))
+            raise RunDirError(
+                f"{run_dir} has trained steps ({steps}) but no {CONFIG_FILE}: the configuration "
+                "that trained them is unknown, so they cannot be resumed with this one; restore "
+                f"{config_path} or choose another --run-dir"
+            )
+        return bool(_step_dirs(run_dir))  # logs of an unfinished first epoch: start again
     try:
-        previous = json.loads(config_path.read_text())
-        if not isinstance(previous, dict):
-            raise ValueError(f"a JSON {type(previous).__name__}, not an object")
-    except (OSError, ValueError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
-        problem = f"{config_path} is not a readable configuration ({_first_line(error)})"
+        previous = read_json(config_path, error=RunDirError)
+    except RunDirError as error:
+        reason = str(error).removeprefix(f"{config_path}: ")
+        problem = f"{config_path} is not a readable configuration ({reason})"
         fix = f"restore it, choose another --run-dir or delete {run_dir}"
     else:
         current = json.loads(config.to_json())
         # A field added after the run was written counts as its default value.
         defaults = json.loads(TrainConfig().to_json())
         changed = sorted(k for k in current if previous.get(k, defaults[k]) != current[k])
-        if not changed:
+        stored = _stored_inputs(run_dir)
+        moved = [
+            _describe_input_change(key, stored[key], inputs[key], config)
+            for key in sorted(inputs or {})
+            if key in stored and stored[key] != inputs[key]
+        ]
+        if not changed and not moved:
             return False
-        problem = (
-            f"{run_dir} holds a run with a different configuration (changed: {', '.join(changed)})"
-        )
+        if changed:
+            problem = (
+                f"{run_dir} holds a run with a different configuration (changed: "
+                f"{', '.join(changed)})"
+            )
+        else:
+            problem = f"{run_dir} cannot be resumed: {'; '.join(moved)}"
         fix = "choose another --run-dir or delete it"
-    if _has_finished_epoch(run_dir):
-        raise ValueError(f"{problem}; {fix}")
+    if finished:
+        raise RunDirError(f"{problem}; {fix}")
     print(f"{problem}, but it never finished an epoch: starting it again with this configuration")
     return True
+
+
+def _stored_inputs(run_dir: Path) -> dict[str, Any]:
+    """The inputs recorded when the run started ({} for a run written before they were)."""
+    path = run_dir / INPUTS_FILE
+    return read_json(path, error=RunDirError) if path.exists() else {}
 
 
 def _analysis_callbacks(
@@ -694,7 +843,9 @@ def train(
 
     Arguments:
         config: the resolved configuration.
-        run_dir: the run directory; an existing one must hold the same configuration.
+        run_dir: the run directory: new, empty, or one this project made (its marker,
+            `adambnn_larq.rundir.MARKER_FILE`) holding the same configuration and inputs;
+            locked while the run writes it.
         recipe: the recipe's name, recorded in the summary.
         strategy: distribution strategy (default: the current one).
         verbose: Keras progress bar mode (1 bar, 2 one line per epoch, 0 silent).
@@ -708,11 +859,45 @@ def train(
     # config.json left by a command that could never have run.
     info = check_config(config)
     check_writable_dir(run_dir, what="run directory")
-    if _check_run_dir(config, run_dir):
-        for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
-            shutil.rmtree(step_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
+    if not _is_chief(strategy):
+        # The chief owns, locks and checks the shared run directory; the other workers only
+        # read its checkpoints and write into scratch directories, once the chief has made it
+        # (a scratch folder made first would make the chief refuse a non-empty directory).
+        deadline = time.monotonic() + _CHIEF_WAIT_SECONDS
+        while not (run_dir / MARKER_FILE).exists():
+            if time.monotonic() > deadline:
+                raise RunDirError(
+                    f"the chief did not create the run directory {run_dir} within "
+                    f"{_CHIEF_WAIT_SECONDS} s; do all workers share it (one file system)?"
+                )
+            time.sleep(0.5)
+        return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
+    inputs = run_inputs(config, info)
+    claim_dir(run_dir, kind="train", adopt=earlier_run)
+    with dir_lock(run_dir):
+        removed = remove_stale_temporaries(run_dir)
+        if removed:
+            print(f"{run_dir}: removed {len(removed)} temporary file(s) a killed run left")
+        if _check_run_dir(config, run_dir, inputs):
+            for step_dir in _step_dirs(run_dir):  # logs of the unfinished first epoch
+                shutil.rmtree(step_dir)
+        atomic_write_text(run_dir / CONFIG_FILE, config.to_json())
+        atomic_write_text(run_dir / INPUTS_FILE, json.dumps(inputs, indent=2) + "\n")
+        return _train(config, run_dir, info, recipe=recipe, strategy=strategy, verbose=verbose)
+
+
+_CHIEF_WAIT_SECONDS = 600
+
+
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    info,
+    *,
+    recipe: str,
+    strategy: tf.distribute.Strategy,
+    verbose: int,
+) -> dict[str, Any]:
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -7,8 +7,22 @@
 #
 # Python: $PYTHON if set, else the first of python3.12, python3.11, python3.10, python3 whose
 # version is 3.10-3.12 (the versions TensorFlow 2.16 and LCE 0.16 publish wheels for).
+#
+# --with-test-tools (scripts/test.sh): also the ssh server and client binaries the remote
+# benchmark's tests run on 127.0.0.1 (they start their own sshd on a free port). The main
+# command (scripts/demo.sh) installs no network server; this option installs one without
+# leaving its service running or enabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+TEST_TOOLS=0
+for argument in "$@"; do
+  case "$argument" in
+    --with-test-tools) TEST_TOOLS=1 ;;
+    *) printf 'install: error: unknown option %s (only --with-test-tools)\n' "$argument" >&2
+       exit 2 ;;
+  esac
+done
 
 say() { printf 'install: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 2; }
@@ -46,9 +60,39 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 }
 
-# dataset-fashion-mnist: the offline default dataset; openssh: the remote benchmark's tests.
-apt_install dataset-fashion-mnist openssh-server openssh-client || \
-  say "no apt-get: install Fashion-MNIST yourself (docs/data.md) and openssh for the remote tests"
+# Installs openssh-server without starting or enabling its service: the tests only need the
+# binary. Debian's maintainer scripts ask /usr/sbin/policy-rc.d whether they may start a
+# service; 101 means no. An existing policy-rc.d is put back afterwards.
+POLICY=/usr/sbin/policy-rc.d
+POLICY_SAVED=""
+restore_policy() {
+  if [ -n "$POLICY_SAVED" ]; then $SUDO cp -p "$POLICY_SAVED" "$POLICY"; rm -f "$POLICY_SAVED"
+  else $SUDO rm -f "$POLICY"; fi
+}
+install_ssh_server() {
+  if dpkg -s openssh-server >/dev/null 2>&1; then return 0; fi  # the machine's own: untouched
+  command -v apt-get >/dev/null || return 1
+  if [ -e "$POLICY" ]; then POLICY_SAVED=$(mktemp); $SUDO cp -p "$POLICY" "$POLICY_SAVED"; fi
+  trap restore_policy EXIT  # also when the install fails
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+  $SUDO chmod 755 "$POLICY"
+  apt_install openssh-server
+  restore_policy
+  trap - EXIT
+  # On systemd the package also enables the unit for the next boot: undo that too.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+    $SUDO systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  fi
+  say "openssh-server installed for the tests; its service is not running and not enabled"
+}
+
+# dataset-fashion-mnist: the offline default dataset.
+apt_install dataset-fashion-mnist || \
+  say "no apt-get: install Fashion-MNIST yourself (docs/data.md)"
+if [ "$TEST_TOOLS" = 1 ]; then
+  { apt_install openssh-client && install_ssh_server; } || \
+    say "no apt-get: install openssh (client and sshd binary) yourself for the remote tests"
+fi
 
 PY=$(find_python)
 VENV="${ADAMBNN_VENV:-.venv}"

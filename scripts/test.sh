@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Install what is needed (scripts/install.sh), then lint (ruff, the import contracts) and run
-# the whole test suite in the project's .venv (about 20 minutes on 2 cores).
+# Install what is needed (scripts/install.sh --with-test-tools), then lint (ruff, the import
+# contracts) and run the whole test suite in the project's .venv (about 20 minutes on 2 cores).
 # Two test processes (PYTEST_WORKERS): most of a test's time is single-threaded Python (graph
 # tracing, model building, process start-up), so two of them keep two cores busy. A file
 # stays on one worker (--dist loadfile): module fixtures are built once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh --with-test-tools  # + sshd binary for the remote tests, no service
 VENV=$(cd "${ADAMBNN_VENV:-.venv}" && pwd)
 # Tests start `python -m adambnn_larq` with the interpreter that runs them, and a few tools by
 # name: the venv comes first on PATH.

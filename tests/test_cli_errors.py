@@ -28,6 +28,21 @@ from adambnn_larq import cli
         (["benchmark", "m.tflite", "--runs", "0"], "argument --runs: must be >= 1, got 0"),
         (["benchmark", "m.tflite", "--warmup", "-2"], "--warmup: must be >= 0"),
         (["import-pytorch", "c.pth", "--output", "m.h5", "--input-size", "0"], "must be >= 1"),
+        (["verify", "m.h5", "m.tflite", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
+        (["verify", "m.h5", "m.tflite", "--seed", str(2**32)], "--seed: must be <= 4,294,967,295"),
+        (["verify", "m.h5", "m.tflite", "--min-agreement", "2"],
+         "argument --min-agreement: must be <= 1, got 2"),
+        (["verify", "m.h5", "m.tflite", "--min-within", "1.5"], "--min-within: must be <= 1"),
+        (["verify", "m.h5", "m.tflite", "--samples", "10000000"], "--samples: must be <= 100,000"),
+        (["benchmark", "m.tflite", "--runs", "1000000000"], "--runs: must be <= 100,000"),
+        (["benchmark", "m.tflite", "--num-threads", "1,5000"], "thread counts must be in 1..1024"),
+        (["benchmark", "m.tflite", "--ssh-port", "70000"], "--ssh-port: must be <= 65,535"),
+        (["demo", "--samples", "10000000", "--run-dir", "blocker/d"], "must be <= 100,000"),
+        (["study", "--jobs", "100000", "--output", "blocker/s"], "--jobs: must be <= 256"),
+        (["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "3,-3"],
+         "expected finite MIN < MAX, got '3,-3'"),
+        (["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "nan,3"],
+         "expected finite MIN < MAX"),
     ],
 )  # fmt: skip
 def test_bad_numbers_are_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
@@ -80,3 +95,43 @@ def test_protocol_4_pickle_is_refused_saying_why(tmp_path, capsys):
     assert "run any code" in captured.err
     assert "Unsupported operand" not in captured.err and "UserWarning" not in captured.err
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_a_bug_shows_its_traceback_and_exit_status_1(tmp_path, monkeypatch, capsys):
+    # A ValueError the user did not cause (here: raised where the configuration is resolved)
+    # is a bug, not a one-line "error:" about the input.
+    def broken(*args, **kwargs):
+        raise ValueError("boom inside the library")
+
+    monkeypatch.setattr("adambnn_larq.config.resolve_config", broken)
+    status = cli.main(["train", "adambnn_mnist", "--run-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "Traceback (most recent call last)" in err and "in broken" in err
+    assert "adambnn train: internal error: ValueError: boom inside the library (a bug" in err
+    assert "error: boom" not in err
+
+
+def test_bad_input_is_still_one_line_with_status_2(tmp_path, capsys):
+    status = cli.main(["summary", "--variant", "reactnet_small", "--input-size", "30"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "odd size" in err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**32 - 1), str(2**40)])
+def test_out_of_range_seed_is_refused_before_any_file_is_written(seed, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    argv = ["train", "adambnn_fashion_mnist", "--smoke", f"seed={seed}", "--run-dir", str(run_dir)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"seed must be in [0, {2**32 - 2}]" in err and "step 2 uses seed + 1" in err
+    assert not run_dir.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_largest_seed_and_momentum_bounds():
+    from adambnn_larq.config import ConfigError, resolve_config
+
+    assert resolve_config({}, ["seed=4294967294"]).seed == 2**32 - 2
+    with pytest.raises(ConfigError, match=r"momentum must be in \[0, 1\], got 1.5"):
+        resolve_config({}, ["momentum=1.5"])

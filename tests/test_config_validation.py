@@ -7,6 +7,7 @@ import pytest
 
 from adambnn_larq import cli, training
 from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
+from adambnn_larq.rundir import claim_dir
 from adambnn_larq.training import train
 
 SMALL = {
@@ -117,13 +118,13 @@ def test_run_with_finished_epochs_is_protected(tmp_path, stop_before_training):
         train(resolve_config(SMALL), run_dir, verbose=0)
     message = str(caught.value)
     assert f"{run_dir / 'config.json'} is not a readable configuration" in message
-    assert "JSONDecodeError" in message and f"delete {run_dir}" in message
+    assert "not valid JSON" in message and f"delete {run_dir}" in message
     assert (run_dir / "config.json").read_text() == "{garbage"
 
 
 def test_damaged_config_of_an_unstarted_run_is_replaced(tmp_path, capsys, stop_before_training):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    claim_dir(run_dir, kind="train")  # the project's own run directory (its marker)
     (run_dir / "config.json").write_text("")
     with pytest.raises(_Stop):
         train(resolve_config(SMALL), run_dir, verbose=0)

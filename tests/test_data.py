@@ -691,3 +691,23 @@ def test_a_new_process_sees_the_same_batches_and_tf_distribute_splits_the_batch(
     assert result["fashion"] == _digest(fashion)
     assert result["imagenet"] == _digest(imagenet)
     assert result["replica_batches"] == [[32, 32], [32, 32]]
+
+
+def test_gzip_idx_is_size_checked_while_decompressing(tmp_path, monkeypatch):
+    # A 24-byte array followed by 64 MiB of zeros: about 64 KiB compressed.
+    header = bytes([0, 0, 0x08, 3]) + b"".join(n.to_bytes(4, "big") for n in (2, 3, 4))
+    bomb = tmp_path / "bomb.gz"
+    bomb.write_bytes(gzip.compress(header + bytes(24) + bytes(64 * 2**20), compresslevel=9))
+    assert bomb.stat().st_size < 2**20
+
+    def whole(*args, **kwargs):
+        raise AssertionError("decompressed whole before its size was checked")
+
+    monkeypatch.setattr(gzip, "decompress", whole)
+    with pytest.raises(data.DataIntegrityError, match="has trailing bytes"):
+        data.read_idx(bomb)
+    # A header promising more than any IDX file of these datasets: refused before reading on.
+    huge = tmp_path / "huge.gz"
+    huge.write_bytes(gzip.compress(bytes([0, 0, 0x08, 1]) + (2**31).to_bytes(4, "big")))
+    with pytest.raises(data.DataIntegrityError, match=r"more than the \d+ bytes"):
+        data.read_idx(huge)

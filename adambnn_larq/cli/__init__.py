@@ -5,10 +5,14 @@ The leaf of the package: nothing in the library imports it. One module per comma
 a handler returns the exit status. `main` maps errors to messages and exit statuses, for every
 command alike:
 
-- `adambnn_larq.errors.AdambnnError` (and the built-in exceptions a command lists as its
-  ``user_errors``): ``adambnn COMMAND: error: MESSAGE`` on stderr, status 2, no traceback;
+- `adambnn_larq.errors.AdambnnError` (bad input, a missing file, a refused action): the
+  domain errors, ``adambnn COMMAND: error: MESSAGE`` on stderr, status 2, no traceback;
 - Ctrl-C: ``adambnn COMMAND: interrupted``, status 130;
-- usage errors: argparse's message, status 2.
+- usage errors: argparse's message, status 2;
+- anything else is a bug (even a ``ValueError``, which TensorFlow and numpy raise for their
+  own reasons): its traceback, then ``adambnn COMMAND: internal error: ...`` saying so, status
+  1. The traceback is always printed, with or without ``--verbose``: a run may have trained
+  for hours before it, and a bug report needs it without a rerun.
 
 Lazy imports: the handlers import the library (TensorFlow, larq, LCE, numpy) only when a
 command runs, so that ``adambnn --help`` and usage errors stay fast. Measured on this 2-core
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Sequence
 
 from adambnn_larq import logs
@@ -51,7 +56,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    parser.set_defaults(user_errors=())
     train.add_commands(subparsers)
     deploy.add_import_command(subparsers)
     data.add_commands(subparsers)
@@ -79,9 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(verbose=args.tf_logs)
     try:
         return args.func(args)
-    except (AdambnnError, *args.user_errors) as error:
+    except AdambnnError as error:
         print(f"adambnn {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"adambnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # noqa: BLE001 - a bug: shown in full, never as a user's mistake
+        traceback.print_exc(file=sys.stderr)
+        first = str(error).strip().splitlines()
+        print(
+            f"adambnn {args.command}: internal error: {type(error).__name__}"
+            + (f": {first[0]}" if first else "")
+            + " (a bug, not your input: please report it with the traceback above)",
+            file=sys.stderr,
+        )
+        return 1

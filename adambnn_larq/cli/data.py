@@ -46,5 +46,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(default <data-dir>/downloads/manual)",
     )
     parser.add_argument("--no-download", action="store_true", help="never download (TFDS)")
-    # e.g. image_folder without --data-dir.
-    parser.set_defaults(func=_prepare_command, user_errors=(ValueError,))
+    parser.set_defaults(func=_prepare_command)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from adambnn_larq.cli.arguments import positive_int
+from adambnn_larq.cli.arguments import MAX_RUNS, MAX_SAMPLES, int_in
 
 
 def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
@@ -63,8 +63,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--run-dir", help="default: runs/demo (-fast, -smoke)")
     parser.add_argument(
-        "--samples", type=positive_int, default=200, help="test images to verify on"
+        "--samples", type=int_in(1, MAX_SAMPLES), default=200, help="test images to verify on"
     )
-    parser.add_argument("--runs", type=positive_int, default=20, help="timed benchmark runs")
-    # A missing data or teacher file, a bad configuration.
-    parser.set_defaults(func=_demo, user_errors=(FileNotFoundError, ValueError))
+    parser.add_argument(
+        "--runs", type=int_in(1, MAX_RUNS), default=20, help="timed benchmark runs"
+    )
+    parser.set_defaults(func=_demo)

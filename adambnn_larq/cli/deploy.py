@@ -6,14 +6,21 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
 from adambnn_larq.cli.arguments import (
+    MAX_CLASSES,
+    MAX_RUNS,
+    MAX_SAMPLES,
+    MAX_SIZE,
+    MAX_THREADS,
     CommandError,
+    int_in,
     non_negative_float,
-    non_negative_int,
-    positive_int,
+    probability,
+    seed,
 )
 from adambnn_larq.config import (
     ARCHITECTURES,
@@ -31,9 +38,10 @@ from adambnn_larq.config import (
 def _convert_command(args: argparse.Namespace) -> int:
     # convert_file through its module: tests replace it there.
     from adambnn_larq.deploy import convert
-    from adambnn_larq.rundir import atomic_write_text, check_writable_file
+    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
 
     output = Path(args.output)
+    check_distinct({"--output": output, "--report": args.report}, {"MODEL": args.model})
     if args.report:
         check_writable_file(args.report, what="--report")
     result = convert.convert_file(
@@ -96,9 +104,10 @@ def _verify_command(args: argparse.Namespace) -> int:
         verify_criteria,
     )
     from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_text, check_writable_file
+    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
 
     tflite_path = Path(args.tflite)
+    check_distinct({"--report": args.report}, {"MODEL": args.model, "TFLITE": args.tflite})
     if not tflite_path.is_file():
         raise CommandError(f"TFLite file not found: {tflite_path}")
     if args.report:
@@ -130,17 +139,16 @@ def _verify_command(args: argparse.Namespace) -> int:
         inputs = load_inputs(args.inputs, shape)
         source = str(args.inputs)
     elif args.dataset:
-        try:
-            inputs, labels, split = dataset_inputs(
-                args.dataset,
-                args.samples,
-                split=args.split,
-                data_dir=args.data_dir,
-                channels=shape[-1],
-                image_size=shape[0] if shape[0] == shape[1] else None,
-            )
-        except (ValueError, FileNotFoundError, KeyError) as error:
-            raise CommandError(f"dataset {args.dataset}: {error}") from error
+        # A bad dataset, split or data directory is a domain error (ConfigError,
+        # DataNotFoundError) that names it.
+        inputs, labels, split = dataset_inputs(
+            args.dataset,
+            args.samples,
+            split=args.split,
+            data_dir=args.data_dir,
+            channels=shape[-1],
+            image_size=shape[0] if shape[0] == shape[1] else None,
+        )
         if tuple(inputs.shape[1:]) != shape:
             raise CommandError(
                 f"dataset {args.dataset} gives images of shape {tuple(inputs.shape[1:])}, the "
@@ -151,21 +159,18 @@ def _verify_command(args: argparse.Namespace) -> int:
         inputs = random_inputs(shape, args.samples, seed=args.seed)
         source = f"random uniform[-1, 1), seed {args.seed}"
     with heartbeat(f"running Keras and the LCE interpreter on {len(inputs)} inputs"):
-        try:
-            result = verify_conversion(
-                model,
-                flatbuffer,
-                inputs,
-                labels=labels,
-                atol=args.atol,
-                rtol=args.rtol,
-                min_agreement=min_agreement,
-                min_within=min_within,
-                source=source,
-                kernel=args.kernel,
-            )
-        except ValueError as error:
-            raise CommandError(str(error)) from error
+        result = verify_conversion(  # two models that differ: ModelMismatchError
+            model,
+            flatbuffer,
+            inputs,
+            labels=labels,
+            atol=args.atol,
+            rtol=args.rtol,
+            min_agreement=min_agreement,
+            min_within=min_within,
+            source=source,
+            kernel=args.kernel,
+        )
     print(result.summary())
     if args.report:
         atomic_write_text(
@@ -179,6 +184,8 @@ def _int8_range(text: str) -> tuple[float, float]:
         low, high = (float(part) for part in text.split(","))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected MIN,MAX (e.g. -3,3), got {text!r}") from error
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise argparse.ArgumentTypeError(f"expected finite MIN < MAX, got {text!r}")
     return low, high
 
 
@@ -241,9 +248,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", help="dataset split (default: its evaluation split)")
     parser.add_argument("--data-dir", help="dataset directory (see adambnn_larq.data)")
     parser.add_argument(
-        "--samples", type=positive_int, default=32, help="inputs to compare (default 32)"
+        "--samples",
+        type=int_in(1, MAX_SAMPLES),
+        default=32,
+        help="inputs to compare (default 32)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--seed", type=seed, default=0, help="seed of the random inputs")
     parser.add_argument(
         "--inputs",
         help="your own inputs instead: a .npy array (N, *input shape), read without pickles",
@@ -263,14 +273,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--min-agreement",
-        type=non_negative_float,
+        type=probability,
         default=None,
         help=f"top-1 agreement required (default 1; {COMPRESSED_MIN_AGREEMENT} for int8/float16 "
         "weights)",
     )
     parser.add_argument(
         "--min-within",
-        type=non_negative_float,
+        type=probability,
         default=None,
         help="share of samples that must be within the elementwise tolerance (default 1; not "
         "required for int8/float16 weights)",
@@ -292,8 +302,10 @@ def _int_list(text: str) -> list[int]:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected e.g. 1,4; got {text!r}") from error
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"thread counts must be >= 1, got {text!r}")
+    if not values or min(values) < 1 or max(values) > MAX_THREADS:
+        raise argparse.ArgumentTypeError(
+            f"thread counts must be in 1..{MAX_THREADS}, got {text!r}"
+        )
     return values
 
 
@@ -312,22 +324,11 @@ def _benchmark_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.remote import Shell, benchmark_binary
     from adambnn_larq.deploy.tables import BINARY_TABLE_HEADER, binary_markdown_rows, host_markdown
     from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
+    from adambnn_larq.rundir import atomic_write_bytes, check_distinct, check_writable_file
     from adambnn_larq.saving import load_model
 
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise CommandError(f"model file not found: {model_path}")
-    output = Path(args.output or model_path.with_suffix(".benchmark.json"))
-    markdown_path = output.with_suffix(".md")
-    # Every output is checked before the (long) benchmark.
-    check_writable_file(output, what="--output")
-    check_writable_file(markdown_path, what="--output (its .md beside)")
-    if args.save_baseline:
-        if not args.baseline_float:
-            raise CommandError("--save-baseline needs --baseline-float MODEL.h5")
-        check_writable_file(args.save_baseline, what="--save-baseline", suffixes=(".tflite",))
-    float_flatbuffer = None
+    # The ssh destination is checked first: nothing runs, nothing is written before.
+    shell = None
     if args.remote or args.benchmark_binary:
         if not args.benchmark_binary:
             raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
@@ -339,6 +340,26 @@ def _benchmark_command(args: argparse.Namespace) -> int:
             identity=args.ssh_identity,
             ssh_options=args.ssh_option or (),
         )
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise CommandError(f"model file not found: {model_path}")
+    output = Path(args.output or model_path.with_suffix(".benchmark.json"))
+    markdown_path = output.with_suffix(".md")
+    check_distinct(
+        {"--output": output, "--output's .md": markdown_path,
+         "--save-baseline": args.save_baseline},
+        {"MODEL": model_path, "--baseline-float": args.baseline_float,
+         "--benchmark-binary": args.benchmark_binary, "--ssh-identity": args.ssh_identity},
+    )  # fmt: skip
+    # Every output is checked before the (long) benchmark.
+    check_writable_file(output, what="--output")
+    check_writable_file(markdown_path, what="--output (its .md beside)")
+    if args.save_baseline:
+        if not args.baseline_float:
+            raise CommandError("--save-baseline needs --baseline-float MODEL.h5")
+        check_writable_file(args.save_baseline, what="--save-baseline", suffixes=(".tflite",))
+    float_flatbuffer = None
+    if shell is not None:
         result = benchmark_binary(
             model_path,
             args.benchmark_binary,
@@ -442,11 +463,13 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         type=_kernel_list,
         help="comma-separated among default,indirect_bgemm (host default: both; binary: default)",
     )
-    parser.add_argument("--warmup", type=non_negative_int, help="warm-up runs (host 3, binary 5)")
-    parser.add_argument("--runs", type=positive_int, help="timed runs (host 20, binary 50)")
+    parser.add_argument(
+        "--warmup", type=int_in(0, MAX_RUNS), help="warm-up runs (host 3, binary 5)"
+    )
+    parser.add_argument("--runs", type=int_in(1, MAX_RUNS), help="timed runs (host 20, binary 50)")
     parser.add_argument(
         "--rounds",
-        type=positive_int,
+        type=int_in(1, MAX_RUNS),
         default=4,
         help="host: interleave the timed runs in N rounds (4)",
     )
@@ -464,9 +487,11 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
         help="time per op type and per layer (host: op-by-op replay; --remote: the tool's "
         "op profiler)",
     )
-    parser.add_argument("--remote", metavar="USER@HOST", help="run lce_benchmark_model over ssh")
+    parser.add_argument(
+        "--remote", metavar="USER@HOST[:PORT]", help="run lce_benchmark_model over ssh"
+    )
     parser.add_argument("--benchmark-binary", help="local path of lce_benchmark_model")
-    parser.add_argument("--ssh-port", type=positive_int)
+    parser.add_argument("--ssh-port", type=int_in(1, 65535))
     parser.add_argument("--ssh-identity", help="ssh private key file")
     parser.add_argument("--ssh-option", action="append", help="extra ssh -o option (repeatable)")
     parser.add_argument("--output", help="JSON file (default MODEL.benchmark.json; .md beside)")
@@ -475,7 +500,9 @@ def _add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
 
 def _import_command(args: argparse.Namespace) -> int:
     from adambnn_larq.deploy.pytorch_import import import_pytorch
+    from adambnn_larq.rundir import check_distinct
 
+    check_distinct({"--output": args.output}, {"CHECKPOINT": args.checkpoint})
     step = args.step if args.step == "auto" else int(args.step)
     size = args.input_size
     import_pytorch(
@@ -503,7 +530,7 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", required=True, help="Keras model to write (.h5 or .keras)")
     parser.add_argument(
         "--num-classes",
-        type=positive_int,
+        type=int_in(1, MAX_CLASSES),
         default=None,
         help="expected classes (checked, default: read)",
     )
@@ -518,6 +545,9 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         "--arch", choices=("auto", *ARCHITECTURES), default="auto", help="network in the file"
     )
     parser.add_argument(
-        "--input-size", type=positive_int, default=224, help="square input size of the Keras model"
+        "--input-size",
+        type=int_in(1, MAX_SIZE),
+        default=224,
+        help="square input size of the Keras model"
     )
     parser.set_defaults(func=_import_command)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adambnn_larq.cli.arguments import CommandError, finite_float, positive_float, positive_int
+from adambnn_larq.cli.arguments import MAX_STEPS, CommandError, finite_float, int_in, positive_float
 
 
 def _analyze_command(args: argparse.Namespace) -> int:
@@ -64,7 +64,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "toy", help="the paper's 2-D toy: SGD with momentum stalls, Adam reaches the minimum"
     )
     parser.add_argument("--output", default="toy", help="output directory (default ./toy)")
-    parser.add_argument("--steps", type=positive_int, default=300)
+    parser.add_argument("--steps", type=int_in(1, MAX_STEPS), default=300)
     parser.add_argument("--learning-rate", type=positive_float, default=0.01)
     parser.add_argument(
         "--start", type=finite_float, nargs=2, default=(-0.5, -0.5), metavar=("X", "Y")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from adambnn_larq.cli.arguments import positive_int
+from adambnn_larq.cli.arguments import MAX_JOBS, int_in
 
 
 def _study_command(args: argparse.Namespace) -> int:
@@ -66,9 +66,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2)
     parser.add_argument(
         "--jobs",
-        type=positive_int,
+        type=int_in(1, MAX_JOBS),
         default=1,
         help="runs trained side by side (separate processes)",
     )
-    # A missing study, recipe or data file; a malformed study or override.
-    parser.set_defaults(func=_study_command, user_errors=(FileNotFoundError, ValueError))
+    parser.set_defaults(func=_study_command)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from adambnn_larq.cli.arguments import non_negative_int, positive_float, positive_int
+from adambnn_larq.cli.arguments import MAX_CLASSES, MAX_JOBS, MAX_SIZE, int_in, positive_float
 from adambnn_larq.config import MODELS, STRATEGIES
 
 
@@ -21,19 +21,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--input-size",
-        type=positive_int,
+        type=int_in(1, MAX_SIZE),
         default=None,
         help="square input size (default 224 / 28)",
     )
     parser.add_argument(
-        "--channels", type=positive_int, default=None, help="input channels (default 3 / 1)"
+        "--channels", type=int_in(1, 1024), default=None, help="input channels (default 3 / 1)"
     )
-    parser.add_argument("--num-classes", type=positive_int, default=None, help="default 1000 / 10")
+    parser.add_argument(
+        "--num-classes", type=int_in(1, MAX_CLASSES), default=None, help="default 1000 / 10"
+    )
     parser.add_argument(
         "--width-multiplier", type=positive_float, default=0.25, help="reactnet_small only"
     )
     parser.add_argument(
-        "--num-downsamplings", type=non_negative_int, default=2, help="reactnet_small only"
+        "--num-downsamplings", type=int_in(0, 4), default=2, help="reactnet_small only"
     )
 
 
@@ -101,8 +103,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "summary", help="print larq's model summary (binary/float parameters, memory, MACs)"
     )
     add_model_arguments(parser)
-    # A variant that cannot be built (e.g. an odd feature-map size) is the user's choice.
-    parser.set_defaults(func=_summary, user_errors=(ValueError,))
+    parser.set_defaults(func=_summary)
 
     parser = subparsers.add_parser(
         "train",
@@ -122,7 +123,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--strategy", choices=STRATEGIES, default="default")
     parser.add_argument(
         "--cpu-devices",
-        type=positive_int,
+        type=int_in(1, MAX_JOBS),
         default=1,
         help="split the CPU into N logical devices (for --strategy mirrored)",
     )
@@ -133,6 +134,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="Keras progress: 1 bar, 2 a line per epoch, 0 none",
     )
-    # A missing recipe, teacher or data file; a dataset too small for the batch; a run
-    # directory that holds another configuration.
-    parser.set_defaults(func=_train, user_errors=(FileNotFoundError, ValueError))
+    parser.set_defaults(func=_train)

@@ -6,6 +6,8 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+from adambnn_larq.errors import ConfigError
+
 FIXED_SPLITS = {
     "mnist": {"train": 60_000, "test": 10_000},
     "fashion_mnist": {"train": 60_000, "test": 10_000},
@@ -48,11 +50,11 @@ def split_slice(split: str) -> tuple[str, slice]:
     """
     match = re.fullmatch(r"(\w+)(?:\[(-?\d*):(-?\d*)\])?", split)
     if match is None:
-        raise ValueError(f"split {split!r} is not NAME or NAME[start:stop]")
+        raise ConfigError(f"split {split!r} is not NAME or NAME[start:stop]")
     name, start, stop = match.groups()
     return name, slice(int(start) if start else None, int(stop) if stop else None)
 
 
 def check_choice(what: str, value: str, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")
+        raise ConfigError(f"unknown {what} {value!r}; choose one of {', '.join(choices)}.")

@@ -74,23 +74,64 @@ _IDX_DTYPES = {
 }
 
 
-def _read_maybe_gzip(path: Path) -> bytes:
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+#: The largest IDX content read (decompressed): MNIST's training images are 47 MB; a header
+#: promising more is refused before anything is read or decompressed.
+MAX_IDX_BYTES = 2**30
+
+
+def _read_exactly(stream, count: int, path: Path) -> bytes:
     try:
-        return gzip.decompress(raw)
-    except (EOFError, OSError, zlib.error) as error:
+        return stream.read(count)
+    except (EOFError, OSError, zlib.error) as error:  # a corrupt or cut gzip stream
         raise DataIntegrityError(
             f"{path}: the gzip stream is corrupt or truncated ({error}); download it again."
         ) from error
+
+
+def _read_idx_content(path: Path) -> tuple[bytes, np.dtype, int, tuple[int, ...]]:
+    """The (decompressed) bytes of an IDX file, read as a stream and never more than its
+    header promises (plus one byte, to see trailing data) nor more than `MAX_IDX_BYTES`: a
+    small gzip file that would decompress to gigabytes is stopped, not inflated."""
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+        head = _read_exactly(stream, 4, path)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _IDX_DTYPES:
+            raise DataIntegrityError(
+                f"{path}: not an IDX file (the first 4 bytes {head.hex() or 'are missing'} "
+                "are not a valid magic number)."
+            )
+        dtype, ndim = _IDX_DTYPES[head[2]], head[3]
+        dims = _read_exactly(stream, 4 * ndim, path)
+        header = head + dims
+        if len(dims) < 4 * ndim:
+            raise DataIntegrityError(f"{path}: truncated IDX header ({len(header)} bytes).")
+        shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(ndim))
+        expected_size = len(header) + math.prod(shape) * dtype.itemsize
+        if expected_size > MAX_IDX_BYTES:
+            raise DataIntegrityError(
+                f"{path}: the header promises shape {shape} ({expected_size} bytes), more than "
+                f"the {MAX_IDX_BYTES} bytes an IDX file of these datasets may have."
+            )
+        body = _read_exactly(stream, expected_size - len(header) + 1, path)
+    content = header + body
+    if len(content) != expected_size:
+        problem = "truncated" if len(content) < expected_size else "has trailing bytes"
+        found = f"{len(content)} bytes" if len(content) < expected_size else "more"
+        raise DataIntegrityError(
+            f"{path}: {problem}: the header promises shape {shape} ({expected_size} bytes "
+            f"decompressed) but the file has {found}."
+        )
+    return content, dtype, len(header), shape
 
 
 def read_idx(path: str | os.PathLike, *, expected_sha256: str | None = None) -> np.ndarray:
     """Read an IDX file (the MNIST format), optionally gzip-compressed.
 
     The header (two zero bytes, a type code, the number of dimensions, then one big-endian
-    uint32 per dimension) must describe exactly the bytes that follow.
+    uint32 per dimension) must describe exactly the bytes that follow; the content is read
+    (and decompressed) as a stream, never beyond what the header promises.
 
     Arguments:
         path: an IDX file, plain or ``.gz`` (recognized by its content, not its name).
@@ -107,24 +148,7 @@ def read_idx(path: str | os.PathLike, *, expected_sha256: str | None = None) -> 
         - Y. LeCun et al., "The MNIST database of handwritten digits" (IDX format description).
     """
     path = Path(path)
-    content = _read_maybe_gzip(path)
-    if len(content) < 4 or content[0] != 0 or content[1] != 0 or content[2] not in _IDX_DTYPES:
-        raise DataIntegrityError(
-            f"{path}: not an IDX file (the first 4 bytes {content[:4].hex() or 'are missing'} "
-            "are not a valid magic number)."
-        )
-    dtype, ndim = _IDX_DTYPES[content[2]], content[3]
-    header_size = 4 + 4 * ndim
-    if len(content) < header_size:
-        raise DataIntegrityError(f"{path}: truncated IDX header ({len(content)} bytes).")
-    shape = tuple(int.from_bytes(content[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected_size = header_size + math.prod(shape) * dtype.itemsize
-    if len(content) != expected_size:
-        problem = "truncated" if len(content) < expected_size else "has trailing bytes"
-        raise DataIntegrityError(
-            f"{path}: {problem}: the header promises shape {shape} ({expected_size} bytes "
-            f"decompressed) but the file has {len(content)} bytes."
-        )
+    content, dtype, header_size, shape = _read_idx_content(path)
     if expected_sha256 is not None:
         digest = hashlib.sha256(content).hexdigest()
         if digest != expected_sha256:

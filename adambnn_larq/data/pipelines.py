@@ -37,6 +37,7 @@ from adambnn_larq.data.preprocessing import (
     pad_crop_flip,
 )
 from adambnn_larq.data.tfds import is_prepared, load_tfds_arrays, prepare_builder, tfds_builder
+from adambnn_larq.errors import ConfigError
 
 
 def dataset_info(
@@ -63,14 +64,16 @@ def dataset_info(
     if name in ("mnist", "fashion_mnist"):
         channels = channels or 1
         if channels not in (1, 3):
-            raise ValueError(f"channels must be 1 or 3 for {name}, got {channels}.")
+            raise ConfigError(f"channels must be 1 or 3 for {name}, got {channels}.")
         return DatasetInfo(name, 10, (28, 28, channels), dict(FIXED_SPLITS[name]), "train", "test")
     if channels not in (None, 3):
-        raise ValueError(f"{name} has 3 channels; channels={channels} is not supported.")
+        raise ConfigError(f"{name} has 3 channels; channels={channels} is not supported.")
     size = image_size or 224
     if name == "image_folder":
         if data_dir is None:
-            raise ValueError("image_folder needs data_dir: the root of root/<split>/<class>/*.jpg.")
+            raise ConfigError(
+                "image_folder needs data_dir: the root of root/<split>/<class>/*.jpg."
+            )
         class_names, index = folder_index(os.fspath(Path(data_dir).resolve()))
         counts = {split: len(files) for split, (files, _) in index.items()}
         eval_split = next((s for s in EVAL_SPLIT_NAMES if s in counts), "train")
@@ -495,13 +498,13 @@ def make_dataset(
         )  # fmt: skip
 
     if not augment or soft_targets is not None:
-        raise ValueError(
+        raise ConfigError(
             f"augment=False and soft_targets are supported for {', '.join(SMALL_AUGMENTATION)} "
             f"(in-memory small images), not {name}."
         )
 
     if channels not in (None, 3):
-        raise ValueError(f"{name} has 3 channels; channels={channels} is not supported.")
+        raise ConfigError(f"{name} has 3 channels; channels={channels} is not supported.")
     common = dict(
         per_replica=per_replica,
         training=training,
@@ -523,10 +526,12 @@ def make_dataset(
 
     # image_folder: the file list is small; shuffle it fully in NumPy.
     if data_dir is None:
-        raise ValueError("image_folder needs data_dir: the root of root/<split>/<class>/*.jpg.")
+        raise ConfigError("image_folder needs data_dir: the root of root/<split>/<class>/*.jpg.")
     _, index = folder_index(os.fspath(Path(data_dir).resolve()))
     if split not in index:
-        raise ValueError(f"image_folder {data_dir} has no split {split!r}; it has {sorted(index)}.")
+        raise ConfigError(
+            f"image_folder {data_dir} has no split {split!r}; it has {sorted(index)}."
+        )
     files, labels = index[split]
     files, labels = np.array(files[:limit]), labels[:limit]
     order = np.arange(len(files))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from adambnn_larq.errors import DataNotFoundError
+from adambnn_larq.errors import ConfigError, DataNotFoundError
 
 _IMAGENET_TARS = {"train": "ILSVRC2012_img_train.tar", "validation": "ILSVRC2012_img_val.tar"}
 _CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
@@ -102,7 +102,7 @@ def _tfds_arrays_cached(prepared_dir: str, name: str, split: str) -> tuple[np.nd
 
     builder = tfds.builder_from_directory(prepared_dir)
     if split not in builder.info.splits:
-        raise ValueError(f"{name} has no split {split!r}; it has {sorted(builder.info.splits)}.")
+        raise ConfigError(f"{name} has no split {split!r}; it has {sorted(builder.info.splits)}.")
     dataset = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
     images, labels = tfds.as_numpy(dataset)
     return images, labels.astype(np.int32)

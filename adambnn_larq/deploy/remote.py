@@ -19,7 +19,7 @@ from typing import Any
 
 from adambnn_larq.config import KERNELS
 from adambnn_larq.deploy.profile import parse_op_profile
-from adambnn_larq.errors import BenchmarkError
+from adambnn_larq.errors import BenchmarkError, RemoteSpecError
 
 # Numbers in the tool's output may be printed in C++ stream style, e.g. "2.95034e+06".
 _NUMBER = r"([0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?)"
@@ -111,12 +111,38 @@ def parse_system_info(text: str) -> dict[str, Any]:
     return info
 
 
+# USER@HOST[:PORT]: a user name and a host name (or IPv4, or [IPv6]) that cannot start with "-",
+# so that the destination can never be read by ssh as one of its options (-oProxyCommand=...
+# runs a local command).
+_REMOTE = re.compile(
+    r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9._-]{0,63})@)?"
+    r"(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def parse_remote(spec: str) -> tuple[str, int | None]:
+    """Split ``USER@HOST[:PORT]`` into ssh's destination ``USER@HOST`` and the port.
+
+    Raises:
+        RemoteSpecError: anything else, in particular a spec starting with ``-``.
+    """
+    match = _REMOTE.fullmatch(spec)
+    port = int(match.group("port")) if match and match.group("port") else None
+    if match is None or (port is not None and not 1 <= port <= 65535):
+        raise RemoteSpecError(
+            f"--remote {spec!r} is not USER@HOST[:PORT] (a user and host name of letters, "
+            "digits, '.', '-', '_', not starting with '-'; a port 1-65535)"
+        )
+    return spec if port is None else spec.rsplit(":", 1)[0], port
+
+
 @dataclasses.dataclass
 class Shell:
     """Runs shell commands here, or on ``remote`` over ssh.
 
     Attributes:
-        remote: ``USER@HOST`` or None for this machine.
+        remote: ``USER@HOST[:PORT]`` or None for this machine (checked: `parse_remote`).
         port: ssh port.
         identity: ssh private key file.
         ssh_options: extra ``-o`` options (e.g. ``StrictHostKeyChecking=no``).
@@ -128,6 +154,14 @@ class Shell:
     identity: str | None = None
     ssh_options: Sequence[str] = ()
     timeout: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.remote is None:
+            return
+        self.remote, port = parse_remote(self.remote)
+        if port is not None and self.port is not None and port != self.port:
+            raise RemoteSpecError(f"--remote gives port {port}, --ssh-port {self.port}")
+        self.port = port if port is not None else self.port
 
     @property
     def where(self) -> str:
@@ -145,7 +179,8 @@ class Shell:
             argv += ["-i", str(self.identity)]
         for option in self.ssh_options:
             argv += ["-o", option]
-        return [*argv, self.remote, command]
+        # "--": whatever follows is the destination and the command, never an option.
+        return [*argv, "--", self.remote, command]
 
     def run(self, command: str, *, stdin: bytes | None = None, check: bool = True):
         """Run ``command``; return the completed process (output as text)."""

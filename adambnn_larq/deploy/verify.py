@@ -19,7 +19,7 @@ from adambnn_larq.config import (
     SIGN_MARGIN,
 )
 from adambnn_larq.deploy.flatbuffer import io_details
-from adambnn_larq.errors import ConversionError
+from adambnn_larq.errors import ConfigError, ConversionError, ModelMismatchError
 from adambnn_larq.logs import quiet_native_stderr
 
 
@@ -260,13 +260,13 @@ def verify_conversion(
     """
     expected_shape = tuple(model.input_shape[1:])
     if tuple(inputs.shape[1:]) != expected_shape:
-        raise ValueError(
+        raise ModelMismatchError(
             f"inputs have shape {tuple(inputs.shape[1:])}, the model expects {expected_shape}"
         )
     keras_outputs, margins = keras_outputs_and_sign_margins(model, inputs)
     tflite_outputs = run_interpreter(flatbuffer, inputs, kernel=kernel)
     if tflite_outputs.shape != keras_outputs.shape:
-        raise ValueError(
+        raise ModelMismatchError(
             f"the TFLite model outputs {tflite_outputs.shape[1:]}, the Keras model "
             f"{keras_outputs.shape[1:]}: the two files are not the same model"
         )
@@ -470,5 +470,5 @@ def dataset_inputs(
         images.append(batch_images.numpy())
         labels.append(batch_labels.numpy())
     if not images:
-        raise ValueError(f"dataset {name!r} split {split!r} gave no examples")
+        raise ConfigError(f"dataset {name!r} split {split!r} gave no examples")
     return np.concatenate(images)[:samples], np.concatenate(labels)[:samples], split
