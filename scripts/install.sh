@@ -50,10 +50,13 @@ python3.11-venv') or point PYTHON=/path/to/python3.x at one."
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+# Installed, not merely known to dpkg: a removed package keeps a "deinstall ... config-files"
+# record that `dpkg -s` still reports with success.
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 apt_install() {
   command -v apt-get >/dev/null || return 1
   local missing="" p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  for p in "$@"; do installed "$p" || missing="$missing $p"; done
   [ -n "$missing" ] || return 0
   say "apt-get install$missing"
   $SUDO apt-get update -qq
@@ -70,7 +73,7 @@ restore_policy() {
   else $SUDO rm -f "$POLICY"; fi
 }
 install_ssh_server() {
-  if dpkg -s openssh-server >/dev/null 2>&1; then return 0; fi  # the machine's own: untouched
+  if installed openssh-server; then return 0; fi  # the machine's own: untouched
   command -v apt-get >/dev/null || return 1
   if [ -e "$POLICY" ]; then POLICY_SAVED=$(mktemp); $SUDO cp -p "$POLICY" "$POLICY_SAVED"; fi
   trap restore_policy EXIT  # also when the install fails
@@ -79,9 +82,12 @@ install_ssh_server() {
   apt_install openssh-server
   restore_policy
   trap - EXIT
-  # On systemd the package also enables the unit for the next boot: undo that too.
-  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
-    $SUDO systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true
+  # The package also enables the unit for the next boot, with or without a running systemd
+  # (a symlink under /etc/systemd/system): undo that, and stop it where systemd runs.
+  if command -v systemctl >/dev/null; then
+    local now=""
+    [ -d /run/systemd/system ] && now="--now"
+    $SUDO systemctl disable $now ssh.service ssh.socket >/dev/null 2>&1 || true
   fi
   say "openssh-server installed for the tests; its service is not running and not enabled"
 }

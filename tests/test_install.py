@@ -34,14 +34,15 @@ def _fake(path: Path, body: str) -> None:
 
 
 def _install_with_fakes(tmp_path, *options: str) -> tuple[subprocess.CompletedProcess, str]:
-    """install.sh with apt-get, dpkg, sudo, systemctl and Python replaced by fakes: apt-get
-    records what it is asked for, dpkg says nothing is installed, Python answers 3.11 to
+    """install.sh with apt-get, dpkg(-query), sudo, systemctl and Python replaced by fakes:
+    apt-get records what it is asked for, dpkg says nothing is installed, Python answers 3.11 to
     everything (so pip installs nothing). Returns the run and apt-get's log."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "apt.log"
     _fake(bin_dir / "apt-get", f'echo "apt-get $*" >> {log}\n')
     _fake(bin_dir / "dpkg", "exit 1\n")  # nothing installed yet
+    _fake(bin_dir / "dpkg-query", "exit 1\n")
     _fake(bin_dir / "sudo", 'exec "$@"\n')
     _fake(bin_dir / "systemctl", f'echo "systemctl $*" >> {log}\n')
     venv = tmp_path / "venv"
