@@ -351,8 +351,11 @@ def claim_dir(
 
 
 @contextlib.contextmanager
-def dir_lock(path: str | os.PathLike, *, what: str = "run directory") -> Iterator[None]:
-    """Hold ``path``'s lock while the block runs: a second process is refused at once.
+def dir_lock(
+    path: str | os.PathLike, *, what: str = "run directory", wait: bool = False
+) -> Iterator[None]:
+    """Hold ``path``'s lock while the block runs: a second process is refused at once, or,
+    with ``wait``, waits until the first releases it (saying whom it waits for).
 
     The lock is an ``flock`` on `LOCK_FILE`, which records the holder's pid and host for the
     message. The kernel releases it when its process dies, so the lock of a killed run never
@@ -360,7 +363,8 @@ def dir_lock(path: str | os.PathLike, *, what: str = "run directory") -> Iterato
     removing it would let two processes lock two different files.
 
     Raises:
-        RunDirError: another process holds the lock (its pid and host are named).
+        RunDirError: another process holds the lock (its pid and host are named; not with
+            ``wait``).
     """
     lock_path = Path(path) / LOCK_FILE
     descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -369,10 +373,14 @@ def dir_lock(path: str | os.PathLike, *, what: str = "run directory") -> Iterato
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             holder = _lock_holder(descriptor)
-            raise RunDirError(
-                f"{what} {path} is being written by another process ({holder}, lock "
-                f"{lock_path}): wait for it to finish or choose another directory"
-            ) from error
+            if wait:
+                print(f"{path}: waiting for {holder}, which is writing it", flush=True)
+                fcntl.flock(descriptor, fcntl.LOCK_EX)
+            else:
+                raise RunDirError(
+                    f"{what} {path} is being written by another process ({holder}, lock "
+                    f"{lock_path}): wait for it to finish or choose another directory"
+                ) from error
         except OSError as error:  # e.g. a file system without locks
             raise RunDirError(
                 f"cannot lock {what} {path} ({error.strerror or error}): its file system does "

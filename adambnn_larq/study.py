@@ -58,7 +58,7 @@ from adambnn_larq.rundir import (
     load_run,
 )
 from adambnn_larq.stats import TestResult, holm, paired_t, welch_t
-from adambnn_larq.training import earlier_run, train
+from adambnn_larq.training import earlier_run, teacher_identity, train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -646,22 +646,24 @@ def _train_all(
     folder: Path,
     verbose: int,
     jobs: int,
-    teachers: set[int] | None = None,
+    teachers: set[tuple] | None = None,
 ) -> None:
-    """Train ``runs`` (resumable). The first run of each seed trains (and caches) that seed's
-    teacher alone; the others may then run ``jobs`` at a time in separate processes.
+    """Train ``runs`` (resumable). The first run of each teacher (`teacher_identity`: the
+    seed, the data and the evaluation split) trains and caches it alone; the others may then
+    run ``jobs`` at a time in separate processes.
 
-    ``teachers``: the seeds whose teachers an earlier call of this invocation has cached (their
-    runs need not wait for a first one; a sweep's extension rounds would otherwise train one
-    run alone each round); updated with the seeds of ``runs``.
+    ``teachers``: the identities of the teachers an earlier call of this invocation has cached
+    (their runs need not wait for a first one; a sweep's extension rounds would otherwise
+    train one run alone each round); updated with those of ``runs``.
     """
-    seen_seeds: set[int] = set(teachers or ())
+    seen: set[tuple] = set(teachers or ())
     first, rest = [], []
     for run in runs:
-        (rest if run.config.seed in seen_seeds else first).append(run)
-        seen_seeds.add(run.config.seed)
+        identity = teacher_identity(run.config)
+        (rest if identity in seen else first).append(run)
+        seen.add(identity)
     if teachers is not None:
-        teachers.update(seen_seeds)
+        teachers.update(seen)
     numbered = {id(run): n for n, run in enumerate(runs, start=1)}
     for run in first:
         _train_run(run, folder / run.directory, numbered[id(run)], len(runs), verbose, True)
@@ -874,7 +876,7 @@ def _run_study_in(
             tuned_finals += finals
             continue
         folder = output / dataset / "runs"
-        teachers: set[int] = set()  # the seeds whose teacher this invocation has cached
+        teachers: set[tuple] = set()  # the teachers this invocation has cached
 
         def measure_sweep(run: StudyRun, folder: Path = folder) -> dict[str, Any]:
             if (folder / run.directory / DIVERGED_FILE).is_file():

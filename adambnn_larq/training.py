@@ -21,6 +21,7 @@ import shlex
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -534,9 +535,11 @@ def copy_weights(source: tf.keras.Model, target: tf.keras.Model) -> None:
         variable.assign(value.numpy())
 
 
-def _teacher_cache_key(config: TrainConfig, info) -> str:
-    fields = [
-        "small_teacher v3",  # bump when the teacher or its training changes (stale caches)
+def teacher_identity(config: TrainConfig) -> tuple:
+    """The settings that decide which small teacher a run distills from: runs with equal
+    identities share one cached teacher (`prepare_teacher`), so a caller may train the first
+    of them alone and the rest side by side."""
+    return (
         config.dataset,
         config.teacher_width,
         config.teacher_epochs,
@@ -547,14 +550,20 @@ def _teacher_cache_key(config: TrainConfig, info) -> str:
         config.evaluate_test,
         config.input_size,
         config.seed,
-        info.input_shape,
-    ]
-    if not config.augment:  # appended only when off: earlier caches keep their keys
+        config.augment,
+        None if config.data_dir is None else os.path.abspath(config.data_dir),
+    )
+
+
+def _teacher_cache_key(config: TrainConfig, info) -> str:
+    *fields, augment, data_dir = teacher_identity(config)
+    fields = ["small_teacher v3", *fields, info.input_shape]  # bump v3 when the teacher changes
+    if not augment:  # appended only when off: earlier caches keep their keys
         fields.append("no augmentation")
     # Which data: a data_dir (e.g. two image folders) and the class count make another
     # teacher. Appended only when they can differ, so the fixed datasets' caches keep their keys.
-    if config.data_dir is not None:
-        fields.append(("data_dir", os.path.abspath(config.data_dir)))
+    if data_dir is not None:
+        fields.append(("data_dir", data_dir))
     if config.dataset == "image_folder":
         fields.append(("classes", info.num_classes))
     return hashlib.sha256(repr(fields).encode()).hexdigest()[:12]
@@ -565,8 +574,9 @@ def prepare_teacher(
 ) -> tuple[tf.keras.Model, dict[str, Any]]:
     """Load the teacher named by ``config.teacher``, training the small one first if needed.
 
-    ``small_teacher`` is trained once per (dataset, data_dir, classes, width, epochs, batch, lr,
-    limit, seed) and cached in ``RUN_DIR/../teachers/``, so the runs of a study share it.
+    ``small_teacher`` is trained once per `teacher_identity` (and input shape and class count)
+    and cached in ``RUN_DIR/../teachers/``, so the runs of a study share it; a run that finds
+    another process training it waits for that one.
     """
     if config.teacher != SMALL_TEACHER:
         path = Path(config.teacher)
@@ -575,7 +585,26 @@ def prepare_teacher(
             return load_model(path), {"teacher": str(path)}
     cache_key = f"{config.dataset}-{_teacher_cache_key(config, info)}"
     cache_dir = run_dir.parent / TEACHERS_DIR / cache_key
+    # Runs under one parent may start side by side (a study's --jobs, two shells): the first
+    # trains the teacher, the others wait for it and then find it finished.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    chief = _is_chief(strategy)  # a multi-worker run's other workers train with their chief
+    with dir_lock(cache_dir, what="teacher cache", wait=True) if chief else nullcontext():
+        if chief:
+            remove_stale_temporaries(cache_dir)
+        result = _train_small_teacher(cache_dir, config, info, strategy, verbose)
+    with strategy.scope():
+        teacher = load_model(cache_dir / FINAL_MODEL)
+    return teacher, {
+        "teacher": str(cache_dir / FINAL_MODEL),
+        "teacher_test_accuracy": result.get("test_accuracy"),
+        "teacher_validation_accuracy": result.get("validation_accuracy"),
+    }
 
+
+def _train_small_teacher(
+    cache_dir: Path, config: TrainConfig, info, strategy: tf.distribute.Strategy, verbose: int
+) -> dict[str, Any]:
     def optimizer_factory(steps_per_epoch: int):
         # Per-iteration decay: a per-epoch schedule wastes much of a 2-4 epoch run.
         schedule = learning_rate_schedule(
@@ -586,7 +615,7 @@ def prepare_teacher(
         )
         return make_optimizer("adam", schedule)
 
-    result = run_stage(
+    return run_stage(
         cache_dir,
         name="teacher",
         build=lambda: SmallTeacher(
@@ -602,13 +631,6 @@ def prepare_teacher(
         strategy=strategy,
         verbose=verbose,
     )
-    with strategy.scope():
-        teacher = load_model(cache_dir / FINAL_MODEL)
-    return teacher, {
-        "teacher": str(cache_dir / FINAL_MODEL),
-        "teacher_test_accuracy": result.get("test_accuracy"),
-        "teacher_validation_accuracy": result.get("validation_accuracy"),
-    }
 
 
 def cache_teacher_logits(

@@ -9,6 +9,7 @@ import sys
 import types
 
 import pytest
+import tensorflow as tf
 
 from adambnn_larq import rundir, training
 from adambnn_larq.config import resolve_config
@@ -212,3 +213,51 @@ def test_atomic_writes_fsync_the_file_and_its_directory(tmp_path, monkeypatch):
     rundir.atomic_write_text(tmp_path / "summary.json", "{}")
     assert len(synced) == 2 and os.path.basename(synced[0]).startswith(".tmp-")
     assert synced[1] == str(tmp_path)
+
+
+def test_a_run_waits_for_the_teacher_another_process_is_training(tmp_path, capsys):
+    # Two runs under one parent (a study's --jobs 2) need the same teacher: the second waits
+    # for the first instead of training it into the same folder at the same time.
+    config = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
+                             "teacher_epochs": 1, "teacher_width": 4})  # fmt: skip
+    info = dataset_info("fashion_mnist")
+    cache_dir = tmp_path / training.TEACHERS_DIR / (
+        f"fashion_mnist-{training._teacher_cache_key(config, info)}"
+    )
+    cache_dir.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\nfrom adambnn_larq.rundir import dir_lock\n"
+         "with dir_lock(sys.argv[1]):\n    print('locked', flush=True)\n    time.sleep(3)\n",
+         str(cache_dir)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        teacher, summary = training.prepare_teacher(
+            config, info, tmp_path / "run", tf.distribute.get_strategy(), verbose=0
+        )
+        assert holder.poll() == 0  # it returned only after the holder had let go
+    finally:
+        holder.kill()
+        holder.wait()
+    assert f"waiting for process {holder.pid} on {socket.gethostname()}" in capsys.readouterr().out
+    assert summary["teacher"] == str(cache_dir / training.FINAL_MODEL)
+    assert (cache_dir / "result.json").exists() and teacher.output_shape == (None, 10)
+
+
+def test_runs_share_a_teacher_exactly_when_their_teacher_identities_agree():
+    base = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher"})
+    info = dataset_info("fashion_mnist")
+    # A setting that changes the teacher (another split held out, another seed) changes both
+    # the identity a study groups by and the cache key; a student setting changes neither.
+    for change, same in [({"learning_rate": 0.5}, True), ({"schedule": "two-step"}, True),
+                         ({"evaluate_test": False, "validation_size": 16}, False),
+                         ({"seed": 1}, False), ({"teacher_epochs": 3}, False)]:  # fmt: skip
+        other = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
+                                **change})  # fmt: skip
+        assert (training.teacher_identity(other) == training.teacher_identity(base)) is same
+        keys_agree = training._teacher_cache_key(other, info) == training._teacher_cache_key(
+            base, info
+        )
+        assert keys_agree is same, change
