@@ -87,14 +87,25 @@ def run_demo(
     claim_dir(run_dir, kind="demo", adopt=_earlier_demo)
     with dir_lock(run_dir, what="demo directory"):
         return _run_demo_in(
-            run_dir, config, fast=fast, samples=samples, benchmark_runs=benchmark_runs,
-            smoke=smoke, started=started,
-        )  # fmt: skip
+            run_dir,
+            config,
+            fast=fast,
+            samples=samples,
+            benchmark_runs=benchmark_runs,
+            smoke=smoke,
+            started=started,
+        )
 
 
 #: What a demo directory holds (the teachers' cache is ``train``'s neighbour).
-_DEMO_CONTENTS = {DEMO_TRAIN_DIR, TEACHERS_DIR, DEMO_TFLITE, DEMO_BENCHMARK, DEMO_SUMMARY,
-                  REPORT_DIR}  # fmt: skip
+_DEMO_CONTENTS = {
+    DEMO_TRAIN_DIR,
+    TEACHERS_DIR,
+    DEMO_TFLITE,
+    DEMO_BENCHMARK,
+    DEMO_SUMMARY,
+    REPORT_DIR,
+}
 
 
 def _earlier_demo(run_dir: Path) -> str | None:

@@ -75,9 +75,12 @@ def quiet_native_stderr() -> Iterator[None]:
         os.dup2(capture.fileno(), 2)
         if python_uses_fd2:
             sys.stderr = open(  # noqa: SIM115 - see below
-                os.dup(saved), "w", buffering=1, encoding=original_stderr.encoding,
+                os.dup(saved),
+                "w",
+                buffering=1,
+                encoding=original_stderr.encoding,
                 errors="backslashreplace",
-            )  # fmt: skip
+            )
         failed = False
         try:
             yield

@@ -14,8 +14,21 @@ from adambnn_larq.quantizers import kernel_quantizer
 
 #: Output channels of the stem (index 0) and of the 13 blocks of ReActNet-A.
 REACTNET_A_CHANNELS: tuple[int, ...] = (
-    32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024,
-)  # fmt: skip
+    32,
+    64,
+    128,
+    128,
+    256,
+    256,
+    512,
+    512,
+    512,
+    512,
+    512,
+    512,
+    1024,
+    1024,
+)
 
 #: Blocks (1-based) of ReActNet-A that downsample with stride 2.
 REACTNET_A_REDUCTION_BLOCKS: tuple[int, ...] = (2, 4, 6, 12)
@@ -229,7 +242,7 @@ def _reactnet(
     return model
 
 
-def ReActNetA(  # noqa: N802 (Keras/larq-zoo builder naming)
+def ReActNetA(  # CamelCase: the Keras/larq-zoo builder naming
     *,
     input_shape: Sequence[int | None] | None = None,
     num_classes: int = 1000,
@@ -300,7 +313,7 @@ def small_channels(width_multiplier: float) -> tuple[int, ...]:
     return tuple(stem * c // REACTNET_A_CHANNELS[0] for c in REACTNET_A_CHANNELS)
 
 
-def ReActNetSmall(  # noqa: N802 (Keras/larq-zoo builder naming)
+def ReActNetSmall(  # CamelCase: the Keras/larq-zoo builder naming
     *,
     input_shape: Sequence[int | None] | None = None,
     num_classes: int = 10,

@@ -152,10 +152,9 @@ def _fsync_file(path: str | os.PathLike) -> None:
 def replace_durably(source: str | os.PathLike, destination: str | os.PathLike) -> None:
     """``os.replace`` then fsync of the directory, so that the rename survives a power cut."""
     os.replace(source, destination)
-    try:
+    # A file system without directory fsync: the rename is still atomic.
+    with contextlib.suppress(OSError):
         _fsync_file(Path(destination).parent)
-    except OSError:  # a file system without directory fsync: the rename is still atomic
-        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -468,9 +467,12 @@ class StepCsv:
                 for row in reader:
                     total += 1
                     # A run killed while writing leaves a truncated last line: drop it.
-                    if len(row) == len(self.header) and row[0].isdigit():
-                        if int(row[0]) <= up_to_iteration:
-                            rows.append(row)
+                    if (
+                        len(row) == len(self.header)
+                        and row[0].isdigit()
+                        and int(row[0]) <= up_to_iteration
+                    ):
+                        rows.append(row)
                 rewrite = header is None or total != len(rows)
         if rewrite:
             text = io.StringIO()

@@ -23,28 +23,73 @@ from adambnn_larq.rundir import MAX_JSON_BYTES, atomic_replace, parse_json
 # object in a file is therefore checked against this list of the classes this project's models
 # (and larq's, and the common Keras building blocks) are made of, before Keras sees the file.
 _ALLOWED_CLASSES: dict[str, frozenset[str]] = {
-    "keras.layers": frozenset({
-        "InputLayer", "Conv2D", "DepthwiseConv2D", "Dense", "BatchNormalization", "Add",
-        "Concatenate", "Multiply", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D",
-        "ReLU", "PReLU", "Activation", "ZeroPadding2D", "Flatten", "Reshape", "Dropout",
-        "Softmax", "Rescaling",
-    }),
-    "keras.initializers": frozenset({
-        "Constant", "Zeros", "Ones", "RandomUniform", "RandomNormal", "TruncatedNormal",
-        "VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-        "LecunUniform", "LecunNormal", "Orthogonal", "Identity",
-    }),
+    "keras.layers": frozenset(
+        {
+            "InputLayer",
+            "Conv2D",
+            "DepthwiseConv2D",
+            "Dense",
+            "BatchNormalization",
+            "Add",
+            "Concatenate",
+            "Multiply",
+            "AveragePooling2D",
+            "MaxPooling2D",
+            "GlobalAveragePooling2D",
+            "ReLU",
+            "PReLU",
+            "Activation",
+            "ZeroPadding2D",
+            "Flatten",
+            "Reshape",
+            "Dropout",
+            "Softmax",
+            "Rescaling",
+        }
+    ),
+    "keras.initializers": frozenset(
+        {
+            "Constant",
+            "Zeros",
+            "Ones",
+            "RandomUniform",
+            "RandomNormal",
+            "TruncatedNormal",
+            "VarianceScaling",
+            "GlorotUniform",
+            "GlorotNormal",
+            "HeUniform",
+            "HeNormal",
+            "LecunUniform",
+            "LecunNormal",
+            "Orthogonal",
+            "Identity",
+        }
+    ),
     "keras.regularizers": frozenset({"L1", "L2", "L1L2"}),
     # A layer's dtype policy (data only; LCE conversion then refuses mixed precision itself).
     "keras.mixed_precision": frozenset({"Policy"}),
     "keras.constraints": frozenset({"MaxNorm", "MinMaxNorm", "NonNeg", "UnitNorm"}),
-    "larq.layers": frozenset({
-        "QuantConv2D", "QuantDense", "QuantDepthwiseConv2D", "QuantSeparableConv2D",
-    }),
-    "larq.quantizers": frozenset({
-        "ApproxSign", "SteSign", "SteHeaviside", "SwishSign", "MagnitudeAwareSign",
-        "SteTern", "DoReFa", "NoOp",
-    }),
+    "larq.layers": frozenset(
+        {
+            "QuantConv2D",
+            "QuantDense",
+            "QuantDepthwiseConv2D",
+            "QuantSeparableConv2D",
+        }
+    ),
+    "larq.quantizers": frozenset(
+        {
+            "ApproxSign",
+            "SteSign",
+            "SteHeaviside",
+            "SwishSign",
+            "MagnitudeAwareSign",
+            "SteTern",
+            "DoReFa",
+            "NoOp",
+        }
+    ),
     "larq.constraints": frozenset({"WeightClip"}),
     "adambnn_larq.layers": frozenset({"RSign", "RPReLU", "Rotate180"}),
     "adambnn_larq.quantizers": frozenset({"ChannelScaledSign", "SpatialFlip"}),
@@ -54,10 +99,25 @@ _ALLOWED_CLASSES: dict[str, frozenset[str]] = {
     "keras.src.engine.sequential": frozenset({"Sequential"}),
 }
 # Functions a file may name (activations); Keras looks them up among its own built-ins.
-_ALLOWED_FUNCTIONS = frozenset({
-    "linear", "relu", "relu6", "softmax", "sigmoid", "hard_sigmoid", "tanh", "swish", "silu",
-    "gelu", "elu", "selu", "softplus", "softsign", "exponential",
-})
+_ALLOWED_FUNCTIONS = frozenset(
+    {
+        "linear",
+        "relu",
+        "relu6",
+        "softmax",
+        "sigmoid",
+        "hard_sigmoid",
+        "tanh",
+        "swish",
+        "silu",
+        "gelu",
+        "elu",
+        "selu",
+        "softplus",
+        "softsign",
+        "exponential",
+    }
+)
 _FUNCTION_MODULES = frozenset({"keras.activations", "builtins"})
 # larq and this project register their classes as "package>Class" (legacy .h5 configs name
 # them so); Keras' own are registered under their class name.

@@ -130,8 +130,9 @@ def _result(test: str, n: int, effect: float, se: float, df: float, alpha: float
         return TestResult(test, n, effect, effect, effect, t, df, p, 1 - alpha)
     t = effect / se
     half = t_quantile(1.0 - alpha / 2.0, df) * se
-    return TestResult(test, n, effect, effect - half, effect + half, t, df,
-                      t_two_sided_p(t, df), 1 - alpha)  # fmt: skip
+    return TestResult(
+        test, n, effect, effect - half, effect + half, t, df, t_two_sided_p(t, df), 1 - alpha
+    )
 
 
 def _sample(values: Sequence[float], what: str) -> np.ndarray:
@@ -150,8 +151,9 @@ def paired_t(a: Sequence[float], b: Sequence[float], alpha: float = 0.05) -> Tes
     """Paired t-test of a - b, element by element (a[i] and b[i] share seed i)."""
     a_values, b_values = _sample(a, "arm"), _sample(b, "arm")
     if len(a_values) != len(b_values):
-        raise ValueError(f"a paired test needs equal lengths, got {len(a_values)} and "
-                         f"{len(b_values)}")  # fmt: skip
+        raise ValueError(
+            f"a paired test needs equal lengths, got {len(a_values)} and {len(b_values)}"
+        )
     differences = a_values - b_values
     n = len(differences)
     se = float(differences.std(ddof=1)) / math.sqrt(n)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import tensorflow as tf
 
 
-def SmallTeacher(  # noqa: N802 (Keras/larq-zoo builder naming)
+def SmallTeacher(  # CamelCase: the Keras/larq-zoo builder naming
     *,
     input_shape: Sequence[int | None] | None = None,
     num_classes: int = 10,
@@ -91,7 +91,7 @@ def _basic_block(x, channels, stride, name):
     return tf.keras.layers.ReLU(name=f"{name}_relu2")(y)
 
 
-def ResNet34(  # noqa: N802 (Keras/larq-zoo builder naming)
+def ResNet34(  # CamelCase: the Keras/larq-zoo builder naming
     *,
     input_shape: Sequence[int | None] | None = None,
     num_classes: int = 1000,

@@ -30,12 +30,12 @@ from pathlib import Path
 # larq needs Keras 2: select it before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from adambnn_larq import ReActNetSmall  # noqa: E402
-from adambnn_larq.callbacks import paper_callbacks  # noqa: E402
-from adambnn_larq.trainer import BNNTrainer  # noqa: E402
+from adambnn_larq import ReActNetSmall
+from adambnn_larq.callbacks import paper_callbacks
+from adambnn_larq.trainer import BNNTrainer
 
 
 class _Clock(tf.keras.callbacks.Callback):

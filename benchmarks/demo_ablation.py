@@ -33,11 +33,11 @@ from pathlib import Path
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from adambnn_larq.config import (
-    load_recipe,  # noqa: E402
-    resolve_config,  # noqa: E402
+    load_recipe,
+    resolve_config,
 )
-from adambnn_larq.hostinfo import machine_summary  # noqa: E402
-from adambnn_larq.training import train  # noqa: E402
+from adambnn_larq.hostinfo import machine_summary
+from adambnn_larq.training import train
 
 PREVIOUS = {
     "input_size": None,

@@ -39,17 +39,17 @@ import adambnn_larq  # noqa: F401  (selects Keras 2 before TensorFlow is importe
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import larq as lq  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import larq as lq
+import numpy as np
+import tensorflow as tf
 
-import adambnn_larq as ab  # noqa: E402
-from adambnn_larq import deploy as lce  # noqa: E402
-from adambnn_larq.deploy import benchmark  # noqa: E402
-from adambnn_larq.deploy.compress import compress_weights  # noqa: E402
-from adambnn_larq.deploy.fold import fold_for_deployment  # noqa: E402
-from adambnn_larq.deploy.profile import profile_host  # noqa: E402
-from adambnn_larq.layers import RPReLU, RSign  # noqa: E402
+import adambnn_larq as ab
+from adambnn_larq import deploy as lce
+from adambnn_larq.deploy import benchmark
+from adambnn_larq.deploy.compress import compress_weights
+from adambnn_larq.deploy.fold import fold_for_deployment
+from adambnn_larq.deploy.profile import profile_host
+from adambnn_larq.layers import RPReLU, RSign
 
 QUICKNETS = ("quicknet_small", "quicknet", "quicknet_large")
 #: Published ImageNet top-1 (%): AdamBNN paper (ReActNet-A), larq-zoo docs (QuickNet family).

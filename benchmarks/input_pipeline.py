@@ -33,14 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-import adambnn_larq  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import adambnn_larq  # selects Keras 2 before TensorFlow is imported
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from adambnn_larq import data  # noqa: E402
+from adambnn_larq import data
 
 # Sizes of typical ImageNet photos (most are 500 px on the long side, landscape).
 IMAGE_SIZES = ((375, 500), (333, 500), (500, 375), (500, 500), (480, 640), (281, 500))
@@ -167,9 +167,15 @@ def main(argv: list[str] | None = None) -> int:
 
         def imagenet(split, training, antialias=True):
             return lambda epoch: data.make_dataset(
-                "imagenet2012", split, batch_size=batch, training=training, epoch=epoch,
-                data_dir=tmp, drop_remainder=True, antialias=antialias,
-            )  # fmt: skip
+                "imagenet2012",
+                split,
+                batch_size=batch,
+                training=training,
+                epoch=epoch,
+                data_dir=tmp,
+                drop_remainder=True,
+                antialias=antialias,
+            )
 
         print("timing the ImageNet pipelines ...", file=sys.stderr)
         train_rate = images_per_second(imagenet("train", True), imagenet_images)
@@ -209,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             pad=4,
             flip=True,
             epoch=epoch,
-        ),  # fmt: skip
+        ),
         100_000,
     )
     model_28 = model_32 = None
@@ -217,20 +223,32 @@ def main(argv: list[str] | None = None) -> int:
         print("timing ReActNetSmall training steps ...", file=sys.stderr)
         model_28 = training_step_rate(
             adambnn_larq.ReActNetSmall(input_shape=(28, 28, 1), num_classes=10),
-            (28, 28, 1), batch_size=small, steps=3,
-        )  # fmt: skip
+            (28, 28, 1),
+            batch_size=small,
+            steps=3,
+        )
         model_32 = training_step_rate(
             adambnn_larq.ReActNetSmall(input_shape=(32, 32, 3), num_classes=10),
-            (32, 32, 3), batch_size=small, steps=3,
-        )  # fmt: skip
+            (32, 32, 3),
+            batch_size=small,
+            steps=3,
+        )
     rows.append(
-        ("fashion_mnist train (pad-crop, flip)", fashion_rate,
-         upper_bound((28, 28, 1), small, 120_000), model_28)
-    )  # fmt: skip
+        (
+            "fashion_mnist train (pad-crop, flip)",
+            fashion_rate,
+            upper_bound((28, 28, 1), small, 120_000),
+            model_28,
+        )
+    )
     rows.append(
-        ("cifar10-shaped train (pad-crop, flip)", cifar_rate,
-         upper_bound((32, 32, 3), small, 100_000), model_32)
-    )  # fmt: skip
+        (
+            "cifar10-shaped train (pad-crop, flip)",
+            cifar_rate,
+            upper_bound((32, 32, 3), small, 100_000),
+            model_32,
+        )
+    )
 
     results["rows"] = [
         {"pipeline": n, "images_per_s": r, "upper_bound": b, "training_step_images_per_s": m}
@@ -239,8 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     load = ", ".join(f"{value:.2f}" for value in results["load_average_at_start"])
     print(f"\n{results['host']}, TF {tf.__version__}, load average at start {load}")
     print(f"synthetic ImageNet: {results['synthetic_imagenet']}\n")
-    print("| pipeline | pipeline img/s | upper bound img/s | pipeline / bound "
-          "| training step img/s | pipeline / step |")  # fmt: skip
+    print(
+        "| pipeline | pipeline img/s | upper bound img/s | pipeline / bound "
+        "| training step img/s | pipeline / step |"
+    )
     print("|---|---|---|---|---|---|")
     for name, rate, bound, model in rows:
         step = f"{model:,.1f} | {rate / model:,.1f}×" if model else "– | –"

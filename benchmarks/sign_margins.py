@@ -34,8 +34,8 @@ from adambnn_larq.hostinfo import machine_summary
 from adambnn_larq.models import reactnet_block
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from test_deploy_graph import trained_like  # noqa: E402
-from test_lce_conversion import short_fit, smooth_images  # noqa: E402
+from test_deploy_graph import trained_like
+from test_lce_conversion import short_fit, smooth_images
 
 
 def probe_differences(size: int, images: int) -> dict:

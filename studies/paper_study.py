@@ -156,8 +156,10 @@ def get_config(smoke: bool = False) -> dict:
         # needs at the least.
         budget.update(train_limit=128, eval_limit=64, batch_size=64, probe_size=8)
         epochs_per_step, validation_size, seeds, max_extensions = 1, 64, SEEDS[:2], 0
-        arms = {arm: {**entry, "learning_rates": entry["learning_rates"][1:3]}
-                for arm, entry in ARMS.items()}  # fmt: skip
+        arms = {
+            arm: {**entry, "learning_rates": entry["learning_rates"][1:3]}
+            for arm, entry in ARMS.items()
+        }
     # The study's teacher trains 2 epochs, as when its runs were made: the demo recipe's teacher
     # grew to 3 epochs once oneDNN made the demo's training faster.
     fashion_mnist = budget if smoke else {**budget, "teacher_epochs": 2}
@@ -166,8 +168,11 @@ def get_config(smoke: bool = False) -> dict:
             "fashion_mnist": {"recipe": "adambnn_fashion_mnist", "overrides": fashion_mnist},
             "cifar10": {"recipe": "adambnn_cifar10", "overrides": budget},
         },
-        "selection": {"validation_size": validation_size, "seeds": seeds,
-                      "max_extensions": max_extensions},
+        "selection": {
+            "validation_size": validation_size,
+            "seeds": seeds,
+            "max_extensions": max_extensions,
+        },
         "arms": arms,
         "runs": _runs(epochs_per_step),
         "paper": PAPER,

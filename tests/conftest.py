@@ -4,12 +4,12 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # Before TensorFlow: the tests run with the kernels users get (Keras 2, oneDNN's by default).
-import adambnn_larq  # noqa: E402
+import adambnn_larq
 
 # isort: split
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import pytest
+import tensorflow as tf
 
 
 @pytest.fixture(autouse=True)

@@ -174,13 +174,25 @@ def runs(tmp_path_factory):
         "weight_decay": 5e-6,
         "weight_decay_mode": "coupled",
         "steps": [
-            {"name": "step1", "dir": "step1", "binary_weights": False, "epochs": 2,
-             "weight_decay": 5e-6, "test_accuracy": 0.5},
-            {"name": "step2", "dir": "step2", "binary_weights": True, "epochs": 2,
-             "weight_decay": 0.0, "test_accuracy": 0.625},
+            {
+                "name": "step1",
+                "dir": "step1",
+                "binary_weights": False,
+                "epochs": 2,
+                "weight_decay": 5e-6,
+                "test_accuracy": 0.5,
+            },
+            {
+                "name": "step2",
+                "dir": "step2",
+                "binary_weights": True,
+                "epochs": 2,
+                "weight_decay": 0.0,
+                "test_accuracy": 0.625,
+            },
         ],
         "final_test_accuracy": 0.625,
-    }  # fmt: skip
+    }
     (two / "summary.json").write_text(json.dumps(summary))
 
     one = root / "one_step"

@@ -20,9 +20,13 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
     # The tree's own package, not the one this test process imported.
     env = {**os.environ, "PYTHONPATH": str(tree)}
     return subprocess.run(
-        [LINT_IMPORTS, "--no-cache"], cwd=tree, env=env, capture_output=True, text=True,
+        [LINT_IMPORTS, "--no-cache"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
-    )  # fmt: skip
+    )
 
 
 def _copy_tree(tmp_path: Path) -> Path:

@@ -82,8 +82,9 @@ def _accuracy_of(model_path):
     from adambnn_larq.saving import load_model
 
     model = load_model(model_path)
-    images, labels = next(iter(data.make_dataset(
-        "fashion_mnist", "test", batch_size=64, training=False, limit=64)))  # fmt: skip
+    images, labels = next(
+        iter(data.make_dataset("fashion_mnist", "test", batch_size=64, training=False, limit=64))
+    )
     predictions = np.argmax(model(images, training=False).numpy(), axis=-1)
     return float(np.mean(predictions == labels.numpy()))
 

@@ -15,13 +15,17 @@ from adambnn_larq import cli
         (["demo", "--samples", "-1", "--run-dir", "blocker/d"], "--samples: must be >= 1, got -1"),
         (["demo", "--runs", "0", "--run-dir", "blocker/d"], "argument --runs: must be >= 1, got 0"),
         (["study", "--jobs", "0", "--output", "blocker/s"], "argument --jobs: must be >= 1, got 0"),
-        (["train", "adambnn_mnist", "--cpu-devices", "-1", "--run-dir", "blocker/r"],
-         "argument --cpu-devices: must be >= 1, got -1"),
+        (
+            ["train", "adambnn_mnist", "--cpu-devices", "-1", "--run-dir", "blocker/r"],
+            "argument --cpu-devices: must be >= 1, got -1",
+        ),
         (["summary", "--input-size", "0"], "argument --input-size: must be >= 1, got 0"),
         (["summary", "--width-multiplier", "nan"], "expected a finite number, got 'nan'"),
         (["summary", "--num-downsamplings", "-1"], "--num-downsamplings: must be >= 0"),
-        (["toy", "--learning-rate", "nan", "--output", "blocker/t"],
-         "--learning-rate: expected a finite number"),
+        (
+            ["toy", "--learning-rate", "nan", "--output", "blocker/t"],
+            "--learning-rate: expected a finite number",
+        ),
         (["toy", "--steps", "0"], "argument --steps: must be >= 1, got 0"),
         (["verify", "m.h5", "m.tflite", "--samples", "0"], "--samples: must be >= 1"),
         (["verify", "m.h5", "m.tflite", "--atol", "-1"], "--atol: must be >= 0"),
@@ -30,8 +34,10 @@ from adambnn_larq import cli
         (["import-pytorch", "c.pth", "--output", "m.h5", "--input-size", "0"], "must be >= 1"),
         (["verify", "m.h5", "m.tflite", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
         (["verify", "m.h5", "m.tflite", "--seed", str(2**32)], "--seed: must be <= 4,294,967,295"),
-        (["verify", "m.h5", "m.tflite", "--min-agreement", "2"],
-         "argument --min-agreement: must be <= 1, got 2"),
+        (
+            ["verify", "m.h5", "m.tflite", "--min-agreement", "2"],
+            "argument --min-agreement: must be <= 1, got 2",
+        ),
         (["verify", "m.h5", "m.tflite", "--min-within", "1.5"], "--min-within: must be <= 1"),
         (["verify", "m.h5", "m.tflite", "--samples", "10000000"], "--samples: must be <= 100,000"),
         (["benchmark", "m.tflite", "--runs", "1000000000"], "--runs: must be <= 100,000"),
@@ -39,12 +45,16 @@ from adambnn_larq import cli
         (["benchmark", "m.tflite", "--ssh-port", "70000"], "--ssh-port: must be <= 65,535"),
         (["demo", "--samples", "10000000", "--run-dir", "blocker/d"], "must be <= 100,000"),
         (["study", "--jobs", "100000", "--output", "blocker/s"], "--jobs: must be <= 256"),
-        (["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "3,-3"],
-         "expected finite MIN < MAX, got '3,-3'"),
-        (["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "nan,3"],
-         "expected finite MIN < MAX"),
+        (
+            ["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "3,-3"],
+            "expected finite MIN < MAX, got '3,-3'",
+        ),
+        (
+            ["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "nan,3"],
+            "expected finite MIN < MAX",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_numbers_are_usage_errors(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "blocker").write_text("a file\n")

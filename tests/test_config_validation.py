@@ -59,8 +59,14 @@ def test_missing_teacher_fails_before_anything_is_written(tmp_path):
 
 def test_train_command_writes_nothing_for_a_bad_configuration(tmp_path, capsys):
     run_dir = tmp_path / "run"
-    for bad in ("dataset=foo", "width_multiplier=0", "train_limit=0", "learning_rate=nan",
-                "teacher=missing.h5", "batch_size=100000"):  # fmt: skip
+    for bad in (
+        "dataset=foo",
+        "width_multiplier=0",
+        "train_limit=0",
+        "learning_rate=nan",
+        "teacher=missing.h5",
+        "batch_size=100000",
+    ):
         status = cli.main(["train", "adambnn_fashion_mnist", bad, "--run-dir", str(run_dir)])
         err = capsys.readouterr().err
         assert status == 2 and err.startswith("adambnn train: error: "), (bad, err)

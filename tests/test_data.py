@@ -133,8 +133,11 @@ def test_read_idx_hand_built_files(tmp_path, compress):
         loaded = data.read_idx(path)
         assert loaded.shape == array.shape and loaded.dtype.isnative
         np.testing.assert_array_equal(loaded, array)
-    digest = hashlib.sha256(gzip.decompress((tmp_path / "u8").read_bytes()) if compress else
-                            (tmp_path / "u8").read_bytes()).hexdigest()  # fmt: skip
+    digest = hashlib.sha256(
+        gzip.decompress((tmp_path / "u8").read_bytes())
+        if compress
+        else (tmp_path / "u8").read_bytes()
+    ).hexdigest()
     np.testing.assert_array_equal(data.read_idx(tmp_path / "u8", expected_sha256=digest), images)
 
 
@@ -227,8 +230,9 @@ def test_eval_pipeline_is_the_raw_pixels_normalized_in_file_order():
     raw_images = np.frombuffer(raw, np.uint8, offset=16).reshape(-1, 28, 28)[:300]
     raw_labels = np.frombuffer(
         gzip.decompress((data.DEBIAN_FASHION_MNIST_DIR / FASHION_TEST[1]).read_bytes()),
-        np.uint8, offset=8,
-    )[:300]  # fmt: skip
+        np.uint8,
+        offset=8,
+    )[:300]
     dataset = data.make_dataset("fashion_mnist", "test", batch_size=128, training=False, limit=300)
     sizes = [int(x.shape[0]) for x, _ in dataset]
     assert sizes == [128, 128, 44]
@@ -293,7 +297,7 @@ def test_training_epoch_is_an_augmented_permutation_of_the_data():
         shifted += all((dy, dx) != (pad, pad) for _, dy, dx, _ in hits)
         mirrored += all(flip for *_, flip in hits)
     assert sorted(matched) == list(range(count)), "an epoch must visit each example once"
-    assert 0 < shifted and 0 < mirrored < count
+    assert shifted > 0 and 0 < mirrored < count
 
 
 def _digest(dataset) -> str:
@@ -340,9 +344,14 @@ def test_input_context_shards_an_epoch_with_per_replica_batches():
             num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
         )
         dataset = data.make_dataset(
-            "fashion_mnist", "train", batch_size=32, training=True, limit=256, seed=1,
+            "fashion_mnist",
+            "train",
+            batch_size=32,
+            training=True,
+            limit=256,
+            seed=1,
             input_context=context,
-        )  # fmt: skip
+        )
         assert all(x.shape[0] == 16 for x, _ in dataset)
         shards.append(collect(dataset))
     whole, whole_labels = collect(
@@ -447,10 +456,7 @@ def test_eval_is_deterministic_resize_256_center_crop_224(shape):
     )
     pil = Image.open(io.BytesIO(encoded)).convert("RGB")
     width, height = pil.size
-    if width <= height:
-        size = (256, int(256 * height / width))
-    else:
-        size = (int(256 * width / height), 256)
+    size = (256, int(256 * height / width)) if width <= height else (int(256 * width / height), 256)
     resized = pil.resize(size, Image.BILINEAR)
     top, left = int(round((size[1] - 224) / 2.0)), int(round((size[0] - 224) / 2.0))
     reference = _pil_normalized(resized.crop((left, top, left + 224, top + 224)))
@@ -586,9 +592,13 @@ def test_cifar10_through_tfds_from_a_manual_archive(tmp_path):
     assert [tuple(x.shape) for x, _ in train] == [(4, 32, 32, 3)] * 2
     with pytest.raises(data.DataNotFoundError, match="cifar-10-binary.tar.gz"):
         data.make_dataset(
-            "cifar10", "test", batch_size=2, training=False, data_dir=str(tmp_path / "empty"),
+            "cifar10",
+            "test",
+            batch_size=2,
+            training=False,
+            data_dir=str(tmp_path / "empty"),
             download=False,
-        )  # fmt: skip
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -612,9 +622,14 @@ def test_image_folder(tmp_path):
     assert (info.eval_split, info.input_shape) == ("val", (64, 64, 3))
     for split, training in (("train", True), ("val", False)):
         dataset = data.make_dataset(
-            "image_folder", split, batch_size=2, training=training, data_dir=str(tmp_path),
-            image_size=64, drop_remainder=False,
-        )  # fmt: skip
+            "image_folder",
+            split,
+            batch_size=2,
+            training=training,
+            data_dir=str(tmp_path),
+            image_size=64,
+            drop_remainder=False,
+        )
         images, labels = collect(dataset)
         assert len(labels) == info.num_examples[split]
         for color, label in zip(_mean_colors(images), labels):
@@ -677,9 +692,11 @@ def test_a_new_process_sees_the_same_batches_and_tf_distribute_splits_the_batch(
     require_real("fashion_mnist")
     process = subprocess.run(
         [sys.executable, "-c", SUBPROCESS, str(tiny_imagenet)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )  # fmt: skip
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     result = json.loads(process.stdout.strip().splitlines()[-1])
     fashion = data.make_dataset(

@@ -10,8 +10,19 @@ import pytest
 @pytest.mark.slow
 def test_demo_smoke_runs_every_stage_and_resumes(tmp_path):
     run_dir = tmp_path / "demo"
-    command = [sys.executable, "-m", "adambnn_larq", "demo", "--smoke", "--run-dir", str(run_dir),
-               "--samples", "16", "--runs", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "adambnn_larq",
+        "demo",
+        "--smoke",
+        "--run-dir",
+        str(run_dir),
+        "--samples",
+        "16",
+        "--runs",
+        "2",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     for stage in ("1/5 train", "2/5 convert", "3/5 verify", "4/5 benchmark", "5/5 analysis"):

@@ -12,13 +12,16 @@ def _install(tmp_path, python: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHON": python, "ADAMBNN_VENV": str(tmp_path / "venv")}
     return subprocess.run(
         ["bash", str(ROOT / "scripts" / "install.sh")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_unsupported_python_is_refused_with_a_clear_message(tmp_path):
     fake = tmp_path / "python3.13"
-    fake.write_text('#!/bin/sh\necho 3.13\n')
+    fake.write_text("#!/bin/sh\necho 3.13\n")
     fake.chmod(0o755)
     done = _install(tmp_path, str(fake))
     assert done.returncode == 2, done.stderr
@@ -56,8 +59,11 @@ def _install_with_fakes(tmp_path, *options: str) -> tuple[subprocess.CompletedPr
     }
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "install.sh"), *options],
-        capture_output=True, text=True, env=env, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     return done, log.read_text() if log.exists() else ""
 
 
@@ -68,7 +74,7 @@ def test_the_main_commands_set_up_asks_apt_for_no_server(tmp_path):
     assert "openssh-server" not in apt and "server" not in apt, apt
     assert "systemctl" not in apt
     # demo.sh (the README's main command) calls install.sh without options.
-    assert 'bash scripts/install.sh\n' in (ROOT / "scripts" / "demo.sh").read_text()
+    assert "bash scripts/install.sh\n" in (ROOT / "scripts" / "demo.sh").read_text()
 
 
 def test_unknown_install_option_is_refused(tmp_path):

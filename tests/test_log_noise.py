@@ -37,9 +37,22 @@ def tiny_files(tmp_path_factory):
 
 
 def _benchmark(directory, *global_options):
-    command = [sys.executable, "-m", "adambnn_larq", *global_options, "benchmark",
-               str(directory / "tiny.tflite"), "--baseline-float", str(directory / "tiny.h5"),
-               "--runs", "2", "--warmup", "1", "--output", str(directory / "b.json")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "adambnn_larq",
+        *global_options,
+        "benchmark",
+        str(directory / "tiny.tflite"),
+        "--baseline-float",
+        str(directory / "tiny.h5"),
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--output",
+        str(directory / "b.json"),
+    ]
     # A user's usual setting: with it TensorFlow still prints its ERROR lines at import.
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)

@@ -10,9 +10,16 @@ from adambnn_larq.models import REACTNET_A_CHANNELS, reactnet_block
 
 # docs/method.md §2: binary conv weights per block and the parameter groups of ReActNet-A.
 BINARY_WEIGHTS_PER_BLOCK = [
-    11_264, 45_056, 163_840, 180_224, 655_360, 720_896,
-    *[2_621_440] * 5, 2_883_584, 10_485_760,
-]  # fmt: skip
+    11_264,
+    45_056,
+    163_840,
+    180_224,
+    655_360,
+    720_896,
+    *[2_621_440] * 5,
+    2_883_584,
+    10_485_760,
+]
 
 
 def test_reactnet_a_parameter_count(reactnet_a):
@@ -25,10 +32,14 @@ def test_reactnet_a_parameter_count(reactnet_a):
 def test_reactnet_a_layer_table(reactnet_a):
     convs = {layer.name: layer for layer in ab.binary_conv_layers(reactnet_a)}
     per_block = [
-        sum(v.shape.num_elements() for name, c in convs.items()
-            if name.startswith(f"block{i}_") for v in c.trainable_variables)
+        sum(
+            v.shape.num_elements()
+            for name, c in convs.items()
+            if name.startswith(f"block{i}_")
+            for v in c.trainable_variables
+        )
         for i in range(1, 14)
-    ]  # fmt: skip
+    ]
     assert per_block == BINARY_WEIGHTS_PER_BLOCK
     # Spatial size per block: 224 -> 112 (stem), then halved at blocks 2, 4, 6, 12.
     sizes = [reactnet_a.get_layer(f"block{i}_rprelu2").output_shape for i in range(1, 14)]
@@ -97,13 +108,17 @@ def test_bad_configurations_are_named(builder, kwargs, message):
 
 def test_builders_are_keyword_only():
     with pytest.raises(TypeError):
-        ab.ReActNetA((224, 224, 3))  # noqa
+        ab.ReActNetA((224, 224, 3))
 
 
 def _random_block_params(rng, channels, out_channels):
     def bn(n):
-        return (rng.uniform(0.5, 1.5, n), rng.normal(0, 0.3, n),
-                rng.normal(0, 0.3, n), rng.uniform(0.5, 2.0, n))  # fmt: skip
+        return (
+            rng.uniform(0.5, 1.5, n),
+            rng.normal(0, 0.3, n),
+            rng.normal(0, 0.3, n),
+            rng.uniform(0.5, 2.0, n),
+        )
 
     p = {
         "move11": rng.normal(0, 0.3, channels),

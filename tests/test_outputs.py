@@ -34,8 +34,14 @@ COMMANDS = {
     "import-pytorch": ["import-pytorch", "fake.pth", "--output", "blocker/model.h5"],
     "benchmark": ["benchmark", "fake.tflite", "--output", "blocker/bench.json"],
     "benchmark-save-baseline": [
-        "benchmark", "fake.tflite", "--output", "bench.json", "--baseline-float", "fake.h5",
-        "--save-baseline", "blocker/float.tflite",
+        "benchmark",
+        "fake.tflite",
+        "--output",
+        "bench.json",
+        "--baseline-float",
+        "fake.h5",
+        "--save-baseline",
+        "blocker/float.tflite",
     ],
     "convert-output": ["convert", "fake.h5", "--output", "blocker/model.tflite"],
     "convert-report": ["convert", "fake.h5", "--output", "model.tflite", "--report", "blocker/r"],
@@ -44,7 +50,7 @@ COMMANDS = {
     "toy": ["toy", "--output", "blocker/toy"],
     "demo": ["demo", "--smoke", "--run-dir", "blocker/demo"],
     "study": ["study", "--smoke", "--output", "blocker/study"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(COMMANDS))

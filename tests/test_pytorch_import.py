@@ -356,8 +356,11 @@ def test_resnet34_builder_has_torchvision_parameter_count():
     assert sum(int(np.prod(v.shape)) for v in model.trainable_weights) == 21_797_672
     assert model.output_shape == (None, 1000)
     assert ab.ResNet34(include_top=False, input_shape=(64, 64, 3)).output_shape == (
-        None, 2, 2, 512,
-    )  # fmt: skip
+        None,
+        2,
+        2,
+        512,
+    )
 
 
 # --------------------------------------------------------------------------- bad input
@@ -501,12 +504,18 @@ if __name__ == "__main__":
     import tempfile
 
     cases = [
-        ("training checkpoint, `module.`, `.weight`, latent, 1000 classes (CLI + load_model)",
-         "2 (auto)", _case_cli_training_checkpoint),
-        ("bare, `.weights` (O·I·k·k, 1), ±1, no num_batches_tracked", "2 (auto)",
-         _case_released_model),
+        (
+            "training checkpoint, `module.`, `.weight`, latent, 1000 classes (CLI + load_model)",
+            "2 (auto)",
+            _case_cli_training_checkpoint,
+        ),
+        (
+            "bare, `.weights` (O·I·k·k, 1), ±1, no num_batches_tracked",
+            "2 (auto)",
+            _case_released_model,
+        ),
         ("bare, `module.`, real weights", "1 (--step 1)", _case_step1_override),
-    ]  # fmt: skip
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as directory:
         for index, (form, step, case) in enumerate(cases):

@@ -10,7 +10,7 @@ import h5py
 import pytest
 import tensorflow as tf
 
-import adambnn_larq as ab  # noqa: F401  (selects Keras 2 before tf.keras is used)
+import adambnn_larq as ab  # selects Keras 2 before tf.keras is used
 from adambnn_larq.errors import UnsafeModelError
 from adambnn_larq.layers import RSign
 from adambnn_larq.saving import check_model_config, load_model, save_model
@@ -45,13 +45,19 @@ def _foreign_layer_module(config):
 
 def _function_activation(config):
     _layer(config, "fc")["config"]["activation"] = {
-        "module": PAYLOAD, "class_name": "function", "config": "run", "registered_name": "run",
+        "module": PAYLOAD,
+        "class_name": "function",
+        "config": "run",
+        "registered_name": "run",
     }
 
 
 def _foreign_initializer(config):
     _layer(config, "fc")["config"]["kernel_initializer"] = {
-        "module": PAYLOAD, "class_name": "Init", "config": {}, "registered_name": None,
+        "module": PAYLOAD,
+        "class_name": "Init",
+        "config": {},
+        "registered_name": None,
     }
 
 
@@ -172,11 +178,18 @@ def test_the_projects_own_models_pass(saved_models):
 def test_error_names_every_problem_and_where():
     config = {
         "class_name": "Functional",
-        "config": {"layers": [
-            {"class_name": "Dense", "module": "keras.layers", "config": {
-                "kernel_initializer": {"class_name": "X", "module": "os", "config": {}}}},
-            {"class_name": "function", "module": "builtins", "config": "eval"},
-        ]},
+        "config": {
+            "layers": [
+                {
+                    "class_name": "Dense",
+                    "module": "keras.layers",
+                    "config": {
+                        "kernel_initializer": {"class_name": "X", "module": "os", "config": {}}
+                    },
+                },
+                {"class_name": "function", "module": "builtins", "config": "eval"},
+            ]
+        },
     }
     with pytest.raises(UnsafeModelError) as error:
         check_model_config(config, source="m.h5")
@@ -195,12 +208,18 @@ def test_cli_convert_in_a_folder_with_the_payload(saved_models, tmp_path):
     config = _stored_config(path)
     config.update(module="evil", class_name="Payload")
     _layer(config, "fc")["config"]["activation"] = {
-        "module": "this", "class_name": "function", "config": "s", "registered_name": None,
+        "module": "this",
+        "class_name": "function",
+        "config": "s",
+        "registered_name": None,
     }
     _write_crafted(path, config)
     done = subprocess.run(
         [sys.executable, "-m", "adambnn_larq", "convert", "model.keras", "--output", "m.tflite"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 2, done.stderr
     assert "refusing to load" in done.stderr and "module 'evil'" in done.stderr

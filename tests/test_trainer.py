@@ -126,8 +126,9 @@ def test_coupled_step_equals_pytorch_adam_with_weight_decay(decay):
 def test_decoupled_step_equals_adamw():
     x, y, model, dense, w0 = _tiny_problem()
     lr, decay = 1e-2, 0.5
-    trainer = BNNTrainer(model, weight_decay=decay, weight_decay_mode="decoupled",
-                         decayed=[dense.kernel])  # fmt: skip
+    trainer = BNNTrainer(
+        model, weight_decay=decay, weight_decay_mode="decoupled", decayed=[dense.kernel]
+    )
     trainer.compile(make_optimizer("adam", lr))
     trainer.train_on_batch(x, y)
     g = _cross_entropy_gradient(x, y, w0)

@@ -27,11 +27,23 @@ def get_config(smoke=False):
 
 def _cli_train(recipe, run_dir, *args, env=None):
     return subprocess.Popen(
-        [sys.executable, "-m", "adambnn_larq", "train", str(recipe), "--run-dir", str(run_dir),
-         "--verbose", "0", *args],
+        [
+            sys.executable,
+            "-m",
+            "adambnn_larq",
+            "train",
+            str(recipe),
+            "--run-dir",
+            str(run_dir),
+            "--verbose",
+            "0",
+            *args,
+        ],
         env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _finish(process):

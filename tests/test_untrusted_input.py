@@ -47,8 +47,17 @@ def test_remote_spec_forms():
     assert parse_remote("pi@raspberrypi.local") == ("pi@raspberrypi.local", None)
     assert parse_remote("pi@192.168.1.7:2222") == ("pi@192.168.1.7", 2222)
     assert parse_remote("board") == ("board", None)
-    for bad in ["-oProxyCommand=x", "pi@-oProxyCommand=x", "pi@host:0", "pi@host:99999",
-                "pi@host;rm -rf", "pi@ho st", "", "@host", "pi@host:"]:  # fmt: skip
+    for bad in [
+        "-oProxyCommand=x",
+        "pi@-oProxyCommand=x",
+        "pi@host:0",
+        "pi@host:99999",
+        "pi@host;rm -rf",
+        "pi@ho st",
+        "",
+        "@host",
+        "pi@host:",
+    ]:
         with pytest.raises(RemoteSpecError):
             parse_remote(bad)
     with pytest.raises(RemoteSpecError, match="port 2222, --ssh-port 22"):
@@ -124,9 +133,7 @@ def test_no_two_outputs_onto_one_path_nor_onto_a_linked_input(tmp_path, capsys):
         (b'{"steps": [', "not valid JSON"),
     ],
 )
-def test_damaged_run_files_are_one_line_errors_naming_the_file(
-    content, problem, tmp_path, capsys
-):
+def test_damaged_run_files_are_one_line_errors_naming_the_file(content, problem, tmp_path, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "summary.json").write_bytes(content)
@@ -157,11 +164,27 @@ def test_a_damaged_result_json_is_a_one_line_error(tmp_path):
     (stage / "result.json").write_bytes(b"\x00\xff not json")
     config = resolve_config({"dataset": "fashion_mnist"})
     with pytest.raises(ReportError, match=r"step1/result.json: not UTF-8 text"):
-        training.run_stage(stage, name="step1", build=None, make_trainer=None,
-                           optimizer_factory=None, epochs=1, config=config, info=None,
-                           strategy=None)  # fmt: skip
+        training.run_stage(
+            stage,
+            name="step1",
+            build=None,
+            make_trainer=None,
+            optimizer_factory=None,
+            epochs=1,
+            config=config,
+            info=None,
+            strategy=None,
+        )
     (stage / "result.json").write_text('{"epochs": 1}')
     with pytest.raises(ReportError, match="field 'test_accuracy' is missing"):
-        training.run_stage(stage, name="step1", build=None, make_trainer=None,
-                           optimizer_factory=None, epochs=1, config=config, info=None,
-                           strategy=None)  # fmt: skip
+        training.run_stage(
+            stage,
+            name="step1",
+            build=None,
+            make_trainer=None,
+            optimizer_factory=None,
+            epochs=1,
+            config=config,
+            info=None,
+            strategy=None,
+        )

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"adambnn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # noqa: BLE001 - a bug: shown in full, never as a user's mistake
+    except Exception as error:  # a bug: shown in full, never as a user's mistake
         traceback.print_exc(file=sys.stderr)
         first = str(error).strip().splitlines()
         print(

@@ -65,7 +65,5 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--samples", type=int_in(1, MAX_SAMPLES), default=200, help="test images to verify on"
     )
-    parser.add_argument(
-        "--runs", type=int_in(1, MAX_RUNS), default=20, help="timed benchmark runs"
-    )
+    parser.add_argument("--runs", type=int_in(1, MAX_RUNS), default=20, help="timed benchmark runs")
     parser.set_defaults(func=_demo)

@@ -303,9 +303,7 @@ def _int_list(text: str) -> list[int]:
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"expected e.g. 1,4; got {text!r}") from error
     if not values or min(values) < 1 or max(values) > MAX_THREADS:
-        raise argparse.ArgumentTypeError(
-            f"thread counts must be in 1..{MAX_THREADS}, got {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"thread counts must be in 1..{MAX_THREADS}, got {text!r}")
     return values
 
 
@@ -346,11 +344,18 @@ def _benchmark_command(args: argparse.Namespace) -> int:
     output = Path(args.output or model_path.with_suffix(".benchmark.json"))
     markdown_path = output.with_suffix(".md")
     check_distinct(
-        {"--output": output, "--output's .md": markdown_path,
-         "--save-baseline": args.save_baseline},
-        {"MODEL": model_path, "--baseline-float": args.baseline_float,
-         "--benchmark-binary": args.benchmark_binary, "--ssh-identity": args.ssh_identity},
-    )  # fmt: skip
+        {
+            "--output": output,
+            "--output's .md": markdown_path,
+            "--save-baseline": args.save_baseline,
+        },
+        {
+            "MODEL": model_path,
+            "--baseline-float": args.baseline_float,
+            "--benchmark-binary": args.benchmark_binary,
+            "--ssh-identity": args.ssh_identity,
+        },
+    )
     # Every output is checked before the (long) benchmark.
     check_writable_file(output, what="--output")
     check_writable_file(markdown_path, what="--output (its .md beside)")
@@ -548,6 +553,6 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         "--input-size",
         type=int_in(1, MAX_SIZE),
         default=224,
-        help="square input size of the Keras model"
+        help="square input size of the Keras model",
     )
     parser.set_defaults(func=_import_command)

@@ -155,7 +155,7 @@ def _as_constant(array: np.ndarray) -> tf.Tensor:
     return entry[1]
 
 
-def dataset_from_arrays(
+def dataset_from_arrays(  # noqa: PLR0913 - one keyword per pipeline option; TODO a spec (issue 23)
     images: np.ndarray,
     labels: np.ndarray,
     *,
@@ -392,7 +392,7 @@ def _imagenet_source(
     return records.map(_plain(parse), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def make_dataset(
+def make_dataset(  # noqa: PLR0913 - TrainConfig's data fields; TODO a spec (issue 23)
     name: str,
     split: str,
     *,
@@ -491,11 +491,23 @@ def make_dataset(
         mean, std = NORMALIZATION[name]
         pad, flip = SMALL_AUGMENTATION[name] if augment else (0, False)
         return dataset_from_arrays(
-            images, labels, batch_size=batch_size, training=training, mean=mean, std=std,
-            pad=pad, flip=flip, seed=seed, epoch=epoch, drop_remainder=drop_remainder,
-            channels=channels, input_context=input_context, limit=limit, pad_to=image_size,
+            images,
+            labels,
+            batch_size=batch_size,
+            training=training,
+            mean=mean,
+            std=std,
+            pad=pad,
+            flip=flip,
+            seed=seed,
+            epoch=epoch,
+            drop_remainder=drop_remainder,
+            channels=channels,
+            input_context=input_context,
+            limit=limit,
+            pad_to=image_size,
             soft_targets=soft_targets,
-        )  # fmt: skip
+        )
 
     if not augment or soft_targets is not None:
         raise ConfigError(
@@ -519,9 +531,15 @@ def make_dataset(
     if name == "imagenet2012":
         builder = prepare_builder(name, data_dir, manual_dir, download=False)
         source = _imagenet_source(
-            builder, split, limit=limit, training=training, seed=seed, epoch=epoch,
-            pipelines=pipelines, pipeline_id=pipeline_id,
-        )  # fmt: skip
+            builder,
+            split,
+            limit=limit,
+            training=training,
+            seed=seed,
+            epoch=epoch,
+            pipelines=pipelines,
+            pipeline_id=pipeline_id,
+        )
         return _encoded_pipeline(source, block_shuffle=True, **common)
 
     # image_folder: the file list is small; shuffle it fully in NumPy.

@@ -341,7 +341,7 @@ def _convert_graphdef(
         # AutoGraph rewrites every layer's Python source; larq models have no data-dependent
         # Python control flow, and skipping it makes tracing several times faster.
         concrete = tf.function(inference, autograph=False).get_concrete_function(*specs)
-    except Exception:  # noqa: BLE001 - a model that needs AutoGraph still converts
+    except Exception:  # a model that needs AutoGraph still converts
         concrete = tf.function(inference).get_concrete_function(*specs)
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False)
     graph_def = frozen.graph.as_graph_def()
