@@ -399,7 +399,7 @@ TOY_GAIN: float = 0.01
 TOY_START: tuple[float, float] = (-0.5, -0.5)
 
 
-def _toy_nodes(x, y, gain: float):
+def _toy_nodes(x: tf.Tensor, y: tf.Tensor, gain: float) -> tf.Tensor:
     # larq's ste_sign: forward sign (sign(0) = +1), backward the clipped identity 1{|w| <= 1}.
     return lq.quantizers.ste_sign(x, clip_value=1.0) + gain * lq.quantizers.ste_sign(
         y, clip_value=1.0
@@ -484,7 +484,7 @@ def run_toy(
     optimizer.build([position])
 
     @tf.function
-    def trajectory():
+    def trajectory() -> tf.Tensor:
         # All steps in one graph: per-step Python dispatch of Keras' optimizer would cost
         # more than the whole computation.
         positions = tf.TensorArray(tf.float32, size=steps + 1).write(0, position.read_value())

@@ -18,6 +18,7 @@ import os
 import sys
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -276,7 +277,7 @@ def _parse_value(key: str, text: str, annotation: Any) -> Any:
         raise ConfigError(f"{key}={text!r}: expected {name}") from None
 
 
-def _check_keys(keys, where: str) -> None:
+def _check_keys(keys: Iterable[str], where: str) -> None:
     valid = _field_types()
     unknown = sorted(set(keys) - set(valid))
     if unknown:
@@ -418,6 +419,7 @@ def _recipes_package() -> None:
         return
     folders = [str(f) for f in _folders(RECIPES) if f.is_dir()]
     spec = importlib.util.spec_from_loader(RECIPES, loader=None, is_package=True)
+    assert spec is not None  # for mypy: a spec without a loader is always made
     package = importlib.util.module_from_spec(spec)
     package.__path__ = folders
     sys.modules[RECIPES] = package
@@ -435,6 +437,7 @@ def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
     # the same name (a user's and the repository's) never see each other's module.
     kind = STUDIES if path.parent.name == STUDIES else RECIPES
     spec = importlib.util.spec_from_file_location(f"{kind}.{path.stem}", path)
+    assert spec is not None and spec.loader is not None  # for mypy: a .py path has a loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):

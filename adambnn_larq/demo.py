@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adambnn_larq.config import load_recipe, resolve_config
+from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
 from adambnn_larq.deploy import benchmark as bench
 from adambnn_larq.deploy.convert import convert_model
 from adambnn_larq.deploy.flatbuffer import op_census
@@ -118,7 +118,7 @@ def _earlier_demo(run_dir: Path) -> str | None:
 
 def _run_demo_in(
     run_dir: Path,
-    config,
+    config: TrainConfig,
     *,
     fast: bool,
     samples: int,

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from typing import TextIO
 
 #: "0": hide TensorFlow's own log lines (set by the ``adambnn`` command); "1": show them.
 #: Unset (the Python API): nothing is hidden.
@@ -104,7 +105,7 @@ def quiet_native_stderr() -> Iterator[None]:
 
 @contextlib.contextmanager
 def heartbeat(
-    message: str, *, every: float = 10.0, stream=None, enabled: bool = True
+    message: str, *, every: float = 10.0, stream: TextIO | None = None, enabled: bool = True
 ) -> Iterator[None]:
     """Print ``message`` now and the elapsed time every ``every`` seconds until the block ends.
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from adambnn_larq.rundir import RunData, atomic_write_bytes
 
 
-def _pyplot():
+def _pyplot() -> Any:
     # Lazy: optional, and a second to import (Agg must be chosen before pyplot loads).
     import matplotlib
 
@@ -26,7 +27,7 @@ def _pyplot():
     return plt
 
 
-def _save(figure, path: Path) -> Path:
+def _save(figure: Any, path: Path) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     _pyplot().close(figure)
@@ -42,7 +43,11 @@ def _smooth(values: np.ndarray, points: int = 300) -> tuple[np.ndarray, np.ndarr
     return centers, means
 
 
-def _epoch_series(run: RunData, records_of, value_of) -> tuple[list, list, list[int]]:
+def _epoch_series(
+    run: RunData,
+    records_of: Callable[[Any], Iterable[Any]],
+    value_of: Callable[..., float | None],
+) -> tuple[list, list, list[int]]:
     """Values of per-epoch records over the run (steps concatenated), with step boundaries."""
     xs, ys, boundaries, offset = [], [], [], 0
     for index, step in enumerate(run.steps):
@@ -126,7 +131,9 @@ def plot_saturation(runs: Sequence[RunData], path: Path) -> Path | None:
     plt = _pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True, layout="constrained")
     for run, color in zip(runs, _colors(len(runs))):
-        first = next((s.saturation[0]["layers"] for s in run.steps if s.saturation), {})
+        first: dict[str, Any] = next(
+            (s.saturation[0]["layers"] for s in run.steps if s.saturation), {}
+        )
         name = next(iter(first), None)
         x, y, bounds = _epoch_series(
             run,
@@ -214,7 +221,7 @@ def plot_weight_histograms(runs: Sequence[RunData], path: Path) -> Path | None:
             continue
         edges = archive["histogram_edges"]
         names = [entry["name"] for entry in step.layers]
-        pooled = sum(archive[f"histogram/{name}"] for name in names)
+        pooled: np.ndarray = np.sum([archive[f"histogram/{name}"] for name in names], axis=0)
         for axis, counts in ((left, pooled), (right, archive[f"histogram/{names[0]}"])):
             inner = counts[1:-1] / counts.sum() / np.diff(edges)
             axis.stairs(inner, edges, color=color, label=run.label)
@@ -244,13 +251,14 @@ def plot_gradients(runs: Sequence[RunData], path: Path) -> Path | None:
             table = step.optimizer_steps
             names = [entry["name"] for entry in step.layers]
             if table is not None and len(table["iteration"]) and names:
-                x = table["iteration"] + offset
+                iterations = table["iteration"] + offset
                 norms = np.stack([table[f"grad_norm:{n}"] for n in names])
-                axes[0].plot(x, np.sqrt((norms**2).sum(axis=0)), color=color)
+                axes[0].plot(iterations, np.sqrt((norms**2).sum(axis=0)), color=color)
                 sizes = np.array([step.layer_sizes[n] for n in names], dtype=np.float64)
                 v = np.stack([table[f"v_mean:{n}"] for n in names])
                 if not np.isnan(v).all():
-                    axes[1].plot(x, (v * sizes[:, None]).sum(axis=0) / sizes.sum(), color=color)
+                    mean = (v * sizes[:, None]).sum(axis=0) / sizes.sum()
+                    axes[1].plot(iterations, mean, color=color)
             if step.ff is not None and len(step.ff["iteration"]):
                 offset += int(step.ff["iteration"].max())
         x, y, _ = _epoch_series(run, lambda s: s.gradients, lambda r: r["global"]["dead"])

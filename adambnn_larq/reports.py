@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ def analyze(
     output_dir: str | os.PathLike,
     *,
     labels: Sequence[str] | None = None,
-    progress=None,
+    progress: Callable[[str], None] | None = None,
 ) -> Path:
     """Read ``run_dirs`` and write the plots and ``report.md`` to ``output_dir``.
 

@@ -45,7 +45,7 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -446,8 +446,8 @@ class StepCsv:
     def __init__(self, path: Path, header: list[str]):
         self.path = path
         self.header = header
-        self._file = None
-        self._writer = None
+        self._file: TextIO | None = None
+        self._writer: Any = None  # a csv writer (its type is private to _csv)
 
     def open(self, up_to_iteration: int) -> list[list[str]]:
         """Keep the rows with iteration <= ``up_to_iteration``, open for appending, return them."""
@@ -597,7 +597,8 @@ def parse_json(
         reason = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
         raise error(f"{where}: not valid JSON ({reason})") from None
     if expect is not None and not isinstance(value, expect):
-        wanted = {dict: "object", list: "array"}.get(expect, expect.__name__)
+        names: dict[type, str] = {dict: "object", list: "array"}
+        wanted = names.get(expect, expect.__name__)
         raise error(f"{where}: expected a JSON {wanted}, got a JSON {type(value).__name__}")
     return value
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what is needed (scripts/install.sh --with-test-tools), then lint (ruff, the import
-# contracts) and run the whole test suite in the project's .venv (about 20 minutes on 2 cores).
+# Install what is needed (scripts/install.sh --with-test-tools), then lint (scripts/lint.sh:
+# ruff, its format check, the import contracts, mypy) and run the whole test suite in the
+# project's .venv (about 25 minutes on 2 cores; the fast loop is scripts/check.sh).
 # Two test processes (PYTEST_WORKERS): most of a test's time is single-threaded Python (graph
 # tracing, model building, process start-up), so two of them keep two cores busy. A file
 # stays on one worker (--dist loadfile): module fixtures are built once.
@@ -11,7 +12,5 @@ VENV=$(cd "${ADAMBNN_VENV:-.venv}" && pwd)
 # Tests start `python -m adambnn_larq` with the interpreter that runs them, and a few tools by
 # name: the venv comes first on PATH.
 export PATH="$VENV/bin:$PATH" VIRTUAL_ENV="$VENV"
-ruff check .
-# The package's layering (pyproject.toml, [tool.importlinter]): fails on an upward import.
-lint-imports
+bash scripts/lint.sh
 python -m pytest -q -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 from adambnn_larq.errors import AdambnnError
 
@@ -31,7 +33,7 @@ def _number(
     minimum: float | None,
     strict: bool = False,
     maximum: float | None = None,
-):
+) -> Any:
     try:
         value = kind(text)
     except ValueError:
@@ -46,7 +48,7 @@ def _number(
     return value
 
 
-def int_in(minimum: int, maximum: int):
+def int_in(minimum: int, maximum: int) -> Callable[[str], int]:
     """argparse type: an int in [minimum, maximum]."""
 
     def parse(text: str) -> int:

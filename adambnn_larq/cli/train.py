@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from adambnn_larq.cli.arguments import MAX_CLASSES, MAX_JOBS, MAX_SIZE, int_in, positive_float
 from adambnn_larq.config import MODELS, STRATEGIES
+
+if TYPE_CHECKING:  # the command line imports TensorFlow only when a command runs
+    import tensorflow as tf
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,11 +43,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_model_from_args(args: argparse.Namespace):
+def build_model_from_args(args: argparse.Namespace) -> tf.keras.Model:
     """Build the variant that `add_model_arguments` describes."""
     from adambnn_larq.models import ReActNetA, ReActNetSmall
 
-    def given(value, default):  # 0 is an error (argparse), never "the default"
+    def given(
+        value: int | None, default: int
+    ) -> int:  # 0 is an error (argparse), never "the default"
         return default if value is None else value
 
     binary = args.step == 2

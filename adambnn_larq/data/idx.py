@@ -10,6 +10,7 @@ import math
 import os
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -64,7 +65,7 @@ IDX_SHA256 = {
 }
 
 
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
     0x0B: np.dtype(">i2"),
@@ -79,7 +80,7 @@ _IDX_DTYPES = {
 MAX_IDX_BYTES = 2**30
 
 
-def _read_exactly(stream, count: int, path: Path) -> bytes:
+def _read_exactly(stream: gzip.GzipFile | BinaryIO, count: int, path: Path) -> bytes:
     try:
         return stream.read(count)
     except (EOFError, OSError, zlib.error) as error:  # a corrupt or cut gzip stream
@@ -221,10 +222,11 @@ def locate_idx_files(
         )
         if images and labels:
             return images, labels
-        if images or labels:
+        lone = images or labels
+        if lone is not None:
             missing = label_stem if images else image_stem
             raise DataNotFoundError(
-                f"{directory} has {(images or labels).name} but not {missing}[.gz]; put both "
+                f"{directory} has {lone.name} but not {missing}[.gz]; put both "
                 f"files of the {split!r} split of {name} there (or remove the lone one)."
             )
     return None

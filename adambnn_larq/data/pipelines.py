@@ -517,7 +517,7 @@ def make_dataset(  # noqa: PLR0913 - TrainConfig's data fields; TODO a spec (iss
 
     if channels not in (None, 3):
         raise ConfigError(f"{name} has 3 channels; channels={channels} is not supported.")
-    common = dict(
+    common: dict[str, Any] = dict(
         per_replica=per_replica,
         training=training,
         seed=seed,
@@ -550,8 +550,8 @@ def make_dataset(  # noqa: PLR0913 - TrainConfig's data fields; TODO a spec (iss
         raise ConfigError(
             f"image_folder {data_dir} has no split {split!r}; it has {sorted(index)}."
         )
-    files, labels = index[split]
-    files, labels = np.array(files[:limit]), labels[:limit]
+    file_list, labels = index[split]
+    files, labels = np.array(file_list[:limit]), labels[:limit]
     order = np.arange(len(files))
     if training:
         order = np.random.default_rng(_seed_pair(seed, epoch)).permutation(len(files))
@@ -592,6 +592,7 @@ def prepare(
         return dataset_info(name, data_dir=data_dir), "; ".join(sources)
     if name == "image_folder":
         info = dataset_info(name, data_dir=data_dir)
+        assert data_dir is not None  # dataset_info raised ConfigError otherwise
         return info, f"image folder {Path(data_dir).resolve()}"
     builder = prepare_builder(name, data_dir, manual_dir, download)
     return dataset_info(name, data_dir=data_dir), f"TFDS {builder.data_dir}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -19,7 +20,7 @@ _IMAGENET_TARS = {"train": "ILSVRC2012_img_train.tar", "validation": "ILSVRC2012
 _CIFAR10_ARCHIVE = "cifar-10-binary.tar.gz"
 
 
-def tfds_builder(name: str, data_dir: str | os.PathLike | None):
+def tfds_builder(name: str, data_dir: str | os.PathLike | None) -> Any:
     """The TFDS builder of ``name`` in ``data_dir`` (prepared or not)."""
     import tensorflow_datasets as tfds
 
@@ -27,12 +28,12 @@ def tfds_builder(name: str, data_dir: str | os.PathLike | None):
     return tfds.builder(name, data_dir=os.fspath(data_dir) if data_dir is not None else None)
 
 
-def is_prepared(builder) -> bool:
+def is_prepared(builder: Any) -> bool:
     """Whether the builder's data has been prepared (downloaded and converted) already."""
     return tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json"))
 
 
-def _default_manual_dir(builder) -> Path:
+def _default_manual_dir(builder: Any) -> Path:
     # TFDS's own default: <data_dir>/downloads/manual, with data_dir = <root>/<name>/<version>.
     return Path(builder.data_dir).parents[1] / "downloads" / "manual"
 
@@ -42,7 +43,7 @@ def prepare_builder(
     data_dir: str | os.PathLike | None,
     manual_dir: str | os.PathLike | None,
     download: bool,
-):
+) -> Any:
     """Return a prepared TFDS builder, preparing it first if needed."""
     import tensorflow_datasets as tfds
 

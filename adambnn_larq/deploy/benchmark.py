@@ -201,7 +201,7 @@ def float_baseline(model: tf.keras.Model) -> tf.keras.Model:
         A new float `tf.keras.Model`.
     """
 
-    def clone(layer):
+    def clone(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
         config = layer.get_config()
         changed = False
         for attribute in _QUANTIZER_ATTRIBUTES:
@@ -227,7 +227,7 @@ def convert_float_tflite(model: tf.keras.Model) -> bytes:
     """Convert a float Keras model with the ordinary ``tf.lite.TFLiteConverter`` (batch 1)."""
     specs = [tf.TensorSpec([1, *t.shape[1:]], t.dtype) for t in model.inputs]
 
-    def inference(*inputs):
+    def inference(*inputs: tf.Tensor) -> tf.Tensor:
         return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
 
     concrete = tf.function(inference, autograph=False).get_concrete_function(*specs)

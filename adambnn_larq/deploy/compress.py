@@ -20,6 +20,7 @@ The outputs change by the rounding of the weights; ``adambnn verify`` reports by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from tensorflow.lite.python import schema_py_generated as schema
@@ -122,7 +123,7 @@ def dequantize_per_channel(q: np.ndarray, scales: np.ndarray, axis: int) -> np.n
     return q.astype(np.float32) * scales.reshape(shape)
 
 
-def _opcode_index(model, builtin: int, version: int) -> int:
+def _opcode_index(model: Any, builtin: int, version: int) -> int:
     for index, code in enumerate(model.operatorCodes):
         if builtin_code(code) == builtin:
             code.version = max(code.version, version)

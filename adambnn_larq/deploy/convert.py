@@ -87,7 +87,7 @@ class LayerFinding:
     signature: tuple[int, ...] | None = None
 
 
-def _precision(quantizer) -> int | None:
+def _precision(quantizer: Any) -> int | None:
     """Bits of a larq quantizer (1 for sign-like ones); None if unquantized or unknown."""
     if quantizer is None:
         return None
@@ -190,7 +190,7 @@ def audit_binary_layers(model: tf.keras.Model, *, target: str = "arm") -> list[L
     return findings
 
 
-def _all_layers(model) -> Iterator:
+def _all_layers(model: tf.keras.Model) -> Iterator[tf.keras.layers.Layer]:
     for layer in model.layers:
         if isinstance(layer, type(model)) or hasattr(layer, "layers"):
             yield from _all_layers(layer)
@@ -198,7 +198,7 @@ def _all_layers(model) -> Iterator:
             yield layer
 
 
-def _float_conv_signatures(model) -> Counter:
+def _float_conv_signatures(model: tf.keras.Model) -> Counter:
     """Convs of the Keras model that are float by design (no quantizer at all, e.g. a stem)."""
     found: Counter = Counter()
     for layer in _all_layers(model):
@@ -207,7 +207,8 @@ def _float_conv_signatures(model) -> Counter:
         ):
             quantizers = [getattr(layer, a, None) for a in ("input_quantizer", "kernel_quantizer")]
             if all(_precision(q) in (None, 32) for q in quantizers):
-                found[(*layer.kernel.shape, *layer.strides)] += 1
+                signature = (*layer.kernel.shape, *layer.strides)
+                found[signature] += 1
     return found
 
 
@@ -313,7 +314,7 @@ def _describe_io(entries: list[dict[str, Any]]) -> str:
     return ", ".join(f"{e['dtype']}{e['shape']}" for e in entries)
 
 
-def _has_fake_quant(graph_def) -> bool:
+def _has_fake_quant(graph_def: Any) -> bool:
     nodes = list(graph_def.node)
     for function in graph_def.library.function:
         nodes.extend(function.node_def)
@@ -321,7 +322,11 @@ def _has_fake_quant(graph_def) -> bool:
 
 
 def _convert_graphdef(
-    model: tf.keras.Model, *, target: str, int8_io: bool, default_int8_range
+    model: tf.keras.Model,
+    *,
+    target: str,
+    int8_io: bool,
+    default_int8_range: tuple[float, float] | None,
 ) -> bytes:
     specs = []
     for tensor in model.inputs:
@@ -334,7 +339,7 @@ def _convert_graphdef(
         # LCE fixes the batch to 1, as convert_keras_model does.
         specs.append(tf.TensorSpec([1, *shape[1:]], tensor.dtype))
 
-    def inference(*inputs):
+    def inference(*inputs: tf.Tensor) -> tf.Tensor:
         return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
 
     try:
@@ -365,7 +370,11 @@ def _convert_graphdef(
 
 
 def _convert_keras(
-    model: tf.keras.Model, *, target: str, int8_io: bool, default_int8_range
+    model: tf.keras.Model,
+    *,
+    target: str,
+    int8_io: bool,
+    default_int8_range: tuple[float, float] | None,
 ) -> tuple[bytes, list[str]]:
     io_type = tf.int8 if int8_io else tf.float32
     with warnings.catch_warnings(record=True) as caught:
@@ -553,7 +562,7 @@ def _missing_bconvs(findings: list[LayerFinding], converted: Counter) -> list[st
     When k of n same-shaped convs are missing, the k cannot be told apart by shape: the
     message then names the whole group.
     """
-    groups: dict[tuple, list[str]] = {}
+    groups: dict[tuple | None, list[str]] = {}
     for finding in findings:
         if finding.kind == "binary_conv":
             groups.setdefault(finding.signature, []).append(finding.name)

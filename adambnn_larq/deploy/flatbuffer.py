@@ -18,14 +18,14 @@ from tensorflow.lite.python import schema_py_generated
 _TFLITE_TYPES = {0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 9: "int8"}
 
 
-def _schema():
+def _schema() -> Any:
     return schema_py_generated
 
 
 _FILE_IDENTIFIER = b"TFL3"
 
 
-def read_model(flatbuffer: bytes):
+def read_model(flatbuffer: bytes) -> Any:
     """The model as TensorFlow's flatbuffer object API (``schema_py_generated.ModelT``).
 
     Raises:
@@ -40,20 +40,20 @@ def read_model(flatbuffer: bytes):
         raise ValueError(f"corrupt TFLite flatbuffer ({type(error).__name__}: {error})") from error
 
 
-def write_model(model) -> bytes:
+def write_model(model: Any) -> bytes:
     """The ``.tflite`` bytes of a (modified) `read_model` object."""
     builder = flatbuffers.Builder(1024)
     builder.Finish(model.Pack(builder), file_identifier=_FILE_IDENTIFIER)
     return bytes(builder.Output())
 
 
-def builtin_code(code) -> int:
+def builtin_code(code: Any) -> int:
     """The builtin operator of an ``OperatorCodeT``."""
     # Builtin codes above 127 live in `builtinCode`; older files only set the deprecated one.
     return max(code.builtinCode, code.deprecatedBuiltinCode)
 
 
-def op_type(model, op) -> str:
+def op_type(model: Any, op: Any) -> str:
     """An operator's name: the custom code (``LceBconv2d``) or the builtin name (``ADD``)."""
     schema = _schema()
     builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
@@ -65,7 +65,7 @@ def op_type(model, op) -> str:
     return f"BUILTIN_{builtin}"
 
 
-def _op_names(model) -> list[str]:
+def _op_names(model: Any) -> list[str]:
     """Name of every operator of the main subgraph, in execution order."""
     return [op_type(model, op) for op in model.subgraphs[0].operators]
 

@@ -22,6 +22,7 @@ import re
 import statistics
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,7 +32,7 @@ from tensorflow.lite.python import schema_py_generated as schema
 
 from adambnn_larq.deploy.flatbuffer import op_type, read_model, write_model
 
-_NUMPY_TYPES = {
+_NUMPY_TYPES: dict[int, Any] = {
     schema.TensorType.FLOAT32: np.float32,
     schema.TensorType.INT32: np.int32,
     schema.TensorType.INT8: np.int8,
@@ -246,12 +247,14 @@ def parse_op_profile(text: str) -> Profile:
 # ----------------------------------------------------------------------------- host replay
 
 
-def _is_constant(model, tensor) -> bool:
+def _is_constant(model: Any, tensor: Any) -> bool:
     data = model.buffers[tensor.buffer].data
     return data is not None and len(data) > 0
 
 
-def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: list[int]) -> bytes:
+def _submodel(
+    model: Any, op_indices: list[int] | None, inputs: list[int], outputs: list[int]
+) -> bytes:
     """A model of the main subgraph's ops ``op_indices`` (none: a pure copy of ``inputs``)."""
     graph = model.subgraphs[0]
     new = schema.ModelT()
@@ -300,7 +303,7 @@ def _submodel(model, op_indices: list[int] | None, inputs: list[int], outputs: l
     return write_model(new)
 
 
-def _copy(obj, table, object_api):
+def _copy(obj: Any, table: Any, object_api: Any) -> Any:
     """A deep copy of a flatbuffer object-API instance (``TensorT``, ``OperatorT``), through
     its serialized form: the copy may be edited without touching the source model."""
     builder = flatbuffers.Builder(256)
@@ -308,7 +311,7 @@ def _copy(obj, table, object_api):
     return object_api.InitFromObj(table.GetRootAs(bytes(builder.Output()), 0))
 
 
-def _random_input(tensor, rng: np.random.Generator) -> np.ndarray:
+def _random_input(tensor: Any, rng: np.random.Generator) -> np.ndarray:
     dtype = _NUMPY_TYPES.get(tensor.type)
     if dtype is None:
         raise ValueError(f"cannot make inputs of TFLite type {tensor.type} ({tensor.name})")
@@ -321,7 +324,7 @@ def _random_input(tensor, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(info.min, info.max, shape, dtype=dtype, endpoint=True)
 
 
-def _median_ms(interpreter, inputs: list[np.ndarray], warmup: int, runs: int) -> float:
+def _median_ms(interpreter: Any, inputs: list[np.ndarray], warmup: int, runs: int) -> float:
     for _ in range(warmup):
         interpreter.predict(inputs)
     times = []
@@ -332,7 +335,7 @@ def _median_ms(interpreter, inputs: list[np.ndarray], warmup: int, runs: int) ->
     return 1e3 * statistics.median(times)
 
 
-def _interpreter(flatbuffer: bytes, kernel: str, threads: int):
+def _interpreter(flatbuffer: bytes, kernel: str, threads: int) -> Any:
     from larq_compute_engine.tflite.python import interpreter_wrapper_lite
 
     return interpreter_wrapper_lite.LiteInterpreter(
@@ -348,7 +351,7 @@ def profile_host(
     warmup: int = 3,
     runs: int = 20,
     seed: int = 0,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Profile:
     """Time every op of a converted model alone in the LCE interpreter (see the module doc).
 

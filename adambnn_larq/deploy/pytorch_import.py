@@ -138,7 +138,7 @@ def _safe_globals() -> list[Any]:
     return allowed
 
 
-def _import_torch():
+def _import_torch() -> Any:
     try:
         import torch
     except ImportError as error:
@@ -219,7 +219,7 @@ def _weight_decays(optimizer: Any) -> list[float] | None:
     return decays
 
 
-def _to_numpy(key: str, value: Any, torch) -> np.ndarray:
+def _to_numpy(key: str, value: Any, torch: Any) -> np.ndarray:
     if not isinstance(value, torch.Tensor):
         raise CheckpointError(f"state_dict entry '{key}' is a {type(value).__name__}, not a tensor")
     tensor = value.detach()
@@ -273,8 +273,8 @@ def load_pytorch_checkpoint(path: str | os.PathLike) -> PyTorchCheckpoint:
         )
     if not state:
         raise CheckpointError(f"{path}: the state_dict is empty")
-    keys = [str(key) for key in state]
-    checkpoint.prefix_stripped = all(key.startswith(_DATA_PARALLEL_PREFIX) for key in keys)
+    names = [str(key) for key in state]
+    checkpoint.prefix_stripped = all(name.startswith(_DATA_PARALLEL_PREFIX) for name in names)
     cut = len(_DATA_PARALLEL_PREFIX) if checkpoint.prefix_stripped else 0
     checkpoint.state_dict = {
         str(key)[cut:]: _to_numpy(str(key), value, torch) for key, value in state.items()
@@ -303,7 +303,7 @@ def _reactnet_a_blocks() -> list[tuple[int, int, int]]:
 
 def _reactnet_a_convs() -> dict[str, tuple[int, ...]]:
     """Binary conv weight key (``.weight`` form) -> torch shape, in network order."""
-    convs = {}
+    convs: dict[str, tuple[int, ...]] = {}
     for i, c, p in _reactnet_a_blocks():
         convs[f"feature.{i}.binary_3x3.weight"] = (c, c, 3, 3)
         names = ("binary_pw",) if p == c else ("binary_pw_down1", "binary_pw_down2")
@@ -374,13 +374,14 @@ def resnet34_expected_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
 
 def _classes_in(state: Mapping[str, np.ndarray], num_classes: int | None) -> int:
     fc = state.get("fc.weight")
-    found = int(fc.shape[0]) if fc is not None and fc.ndim == 2 else None
+    shape = None if fc is None else tuple(fc.shape)
+    found = int(shape[0]) if shape is not None and len(shape) == 2 else None
     if num_classes is not None and num_classes < 1:
         raise CheckpointError(f"num_classes must be positive, got {num_classes}")
     if num_classes is not None and found is not None and found != num_classes:
         raise CheckpointError(
             f"class count mismatch: {num_classes} classes requested, but the checkpoint's "
-            f"fc.weight has shape {tuple(fc.shape)} ({found} classes); omit --num-classes "
+            f"fc.weight has shape {shape} ({found} classes); omit --num-classes "
             f"to use {found}"
         )
     # Without a usable fc.weight, 1000 lets the key check report it with everything else.

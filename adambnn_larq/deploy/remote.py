@@ -182,7 +182,9 @@ class Shell:
         # "--": whatever follows is the destination and the command, never an option.
         return [*argv, "--", self.remote, command]
 
-    def run(self, command: str, *, stdin: bytes | None = None, check: bool = True):
+    def run(
+        self, command: str, *, stdin: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command``; return the completed process (output as text)."""
         try:
             completed = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -453,7 +454,7 @@ def dataset_inputs(
     """
     if split is None:
         split = data.dataset_info(name, data_dir=data_dir).eval_split
-    options = {"channels": channels}
+    options: dict[str, Any] = {"channels": channels}
     if image_size is not None:
         options["image_size"] = image_size
     dataset = data.make_dataset(
