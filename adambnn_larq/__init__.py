@@ -11,6 +11,7 @@ TensorFlow before it knows the command (see the measurement in ``cli/__init__.py
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 from typing import Any
 
 from adambnn_larq._compat import ensure_legacy_keras, prefer_onednn
@@ -18,7 +19,11 @@ from adambnn_larq._compat import ensure_legacy_keras, prefer_onednn
 ensure_legacy_keras()
 prefer_onednn()
 
-__version__ = "0.1.0"
+# One source of truth: pyproject.toml's version, as installed.
+try:
+    __version__ = metadata.version("adambnn-larq")
+except metadata.PackageNotFoundError:  # a checkout on sys.path that was never installed
+    __version__ = "0+unknown"
 
 _LAZY_ATTRIBUTES = {
     "ReActNetA": "adambnn_larq.models",

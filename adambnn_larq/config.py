@@ -1,28 +1,31 @@
 """The training configuration: every knob of a recipe, with types, defaults and validation.
 
 Recipes (files in ``recipes/``) return a dict of overrides of `TrainConfig`; command-line
-``key=value`` overrides are applied on top and parsed by the field's type. Study files (in
-``studies/``) return the runs of a study (`adambnn_larq.study`). Both are Python files that run
-when loaded (`load_recipe`): a name finds only the project's own, any other file needs its
-path. The library never imports them.
+``key=value`` overrides are applied on top and parsed by the field's type. Finding and running
+recipe and study files is `adambnn_larq.recipe_files`.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
 import json
 import math
-import os
-import sys
 import types
 import typing
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Literal
 
-from adambnn_larq.errors import ConfigError, RecipeNotFoundError
+from adambnn_larq.errors import ConfigError
+
+# Re-exported for the modules that still import them from here (training, study, cli.train,
+# demo; tests/test_untrusted_input.py); their home is adambnn_larq.recipe_files. TODO (issue
+# 23): import them from there and drop these.
+from adambnn_larq.recipe_files import RECIPES as RECIPES
+from adambnn_larq.recipe_files import STUDIES as STUDIES
+from adambnn_larq.recipe_files import find_recipe as find_recipe
+from adambnn_larq.recipe_files import is_explicit_path as is_explicit_path
+from adambnn_larq.recipe_files import is_study as is_study
+from adambnn_larq.recipe_files import load_recipe as load_recipe
 
 # Every choice a run is made of, once: `TrainConfig` validates its fields against these, the
 # command line offers them as ``choices``, and the messages list them (`choices`).
@@ -329,117 +332,3 @@ def resolve_config(
         _check_keys([key], "the command line")
         values[key] = _parse_value(key, text, types_[key])
     return TrainConfig(**values)
-
-
-# --------------------------------------------------------------------------------------
-# Recipe and study files
-# --------------------------------------------------------------------------------------
-
-# The project's own recipes and studies: the checkout's folders beside this package, found from
-# this file (never from the current directory, whose files a built-in name must not run).
-_REPOSITORY = Path(__file__).resolve().parents[1]
-RECIPES = "recipes"
-STUDIES = "studies"
-
-
-def _folders(kind: str) -> list[Path]:
-    return [_REPOSITORY / kind]
-
-
-def is_explicit_path(name: str) -> bool:
-    """Whether a recipe or study argument names a file (contains a "/" or ends in ".py")
-    rather than one of the project's own recipes or studies."""
-    return "/" in name or os.sep in name or name.endswith(".py")
-
-
-def find_recipe(name: str) -> Path:
-    """The config file for ``name``: a file given by path, or a name of the project's own.
-
-    A name without "/" that does not end in ".py" is one of the project's recipes
-    (``recipes/``) or studies (``studies/``) in the checkout this package belongs to, never a
-    file of the current directory. Any other file is given by its path (``./my_recipe.py``,
-    ``recipes/x.py``). Each defines ``get_config(smoke: bool = False) -> dict``.
-
-    Raises:
-        RecipeNotFoundError: no such file or name (the message lists the names).
-    """
-    if is_explicit_path(name):
-        path = Path(name)
-        if not path.is_file():
-            what = "is a directory" if path.is_dir() else "not found"
-            raise RecipeNotFoundError(f"recipe file {path} {what}")
-        return path
-    for folder in _folders(RECIPES) + _folders(STUDIES):
-        path = folder / f"{name}.py"
-        if path.is_file():
-            return path
-    available = sorted(
-        {
-            p.stem
-            for f in _folders(RECIPES)
-            if f.is_dir()
-            for p in f.glob("*.py")
-            if not p.stem.startswith("_") and p.stem != "common" and not _is_study_file(p)
-        }
-    )
-    local = Path(RECIPES) / f"{name}.py"
-    hint = f"; to run your file {local}, give its path" if local.is_file() else ""
-    raise RecipeNotFoundError(
-        f"no recipe {name!r} in {_REPOSITORY / RECIPES}; available: "
-        f"{', '.join(available) or 'none'}{hint}"
-    )
-
-
-def is_study(recipe: Any) -> bool:
-    """Whether a config file's ``get_config()`` describes a study (``adambnn study``): runs
-    per dataset, not one training configuration."""
-    return isinstance(recipe, dict) and {"datasets", "runs"} <= set(recipe)
-
-
-def _is_study_file(path: Path) -> bool:
-    """`is_study` without running the file: its code builds a dict with "datasets" and "runs"
-    keys."""
-    try:
-        tree = ast.parse(path.read_text())
-    except (OSError, SyntaxError, ValueError):
-        return False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)}
-            if {"datasets", "runs"} <= keys:
-                return True
-    return False
-
-
-def _recipes_package() -> None:
-    """Make ``recipes`` importable as a package of the recipe folders, so that a recipe (or a
-    study, or a recipe file anywhere) can ``from recipes.common import ...`` without the
-    recipes being installed."""
-    if RECIPES in sys.modules:
-        return
-    folders = [str(f) for f in _folders(RECIPES) if f.is_dir()]
-    spec = importlib.util.spec_from_loader(RECIPES, loader=None, is_package=True)
-    assert spec is not None  # for mypy: a spec without a loader is always made
-    package = importlib.util.module_from_spec(spec)
-    package.__path__ = folders
-    sys.modules[RECIPES] = package
-
-
-def load_recipe(name: str, *, smoke: bool = False) -> dict[str, Any]:
-    """Run the config file's ``get_config(smoke)``.
-
-    Recipes and studies are Python that runs with the user's rights (like big_vision's
-    configs): only the project's own files by name (`find_recipe`), any other by explicit path.
-    """
-    path = find_recipe(name)
-    _recipes_package()
-    # Named as a module of the recipes package but not registered in sys.modules: two files of
-    # the same name (a user's and the repository's) never see each other's module.
-    kind = STUDIES if path.parent.name == STUDIES else RECIPES
-    spec = importlib.util.spec_from_file_location(f"{kind}.{path.stem}", path)
-    assert spec is not None and spec.loader is not None  # for mypy: a .py path has a loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise ConfigError(f"{path}: a recipe must define get_config(smoke: bool = False) -> dict")
-    return module.get_config(smoke=smoke)

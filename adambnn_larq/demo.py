@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
+from adambnn_larq.config import TrainConfig, resolve_config
 from adambnn_larq.deploy import benchmark as bench
 from adambnn_larq.deploy.convert import convert_model
 from adambnn_larq.deploy.flatbuffer import op_census
 from adambnn_larq.deploy.verify import dataset_inputs, verify_conversion
 from adambnn_larq.errors import DemoError
 from adambnn_larq.hostinfo import machine_summary
+from adambnn_larq.recipe_files import load_recipe
 from adambnn_larq.reports import analyze
 from adambnn_larq.rundir import (
     DEMO_BENCHMARK,

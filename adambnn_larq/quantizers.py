@@ -14,6 +14,15 @@ import tensorflow as tf
 
 _PACKAGE = "adambnn_larq"
 
+#: The attributes of larq's quantized layers that can hold a quantizer (QuantConv2D,
+#: QuantDepthwiseConv2D, QuantSeparableConv2D, QuantDense).
+QUANTIZER_ATTRIBUTES = (
+    "input_quantizer",
+    "kernel_quantizer",
+    "depthwise_quantizer",
+    "pointwise_quantizer",
+)
+
 
 def _spatial_flip(kernel: tf.Tensor) -> tf.Tensor:
     return tf.reverse(kernel, axis=[0, 1])

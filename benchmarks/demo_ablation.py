@@ -32,11 +32,9 @@ from pathlib import Path
 # larq needs Keras 2: select it before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from adambnn_larq.config import (
-    load_recipe,
-    resolve_config,
-)
+from adambnn_larq.config import resolve_config
 from adambnn_larq.hostinfo import machine_summary
+from adambnn_larq.recipe_files import load_recipe
 from adambnn_larq.training import train
 
 PREVIOUS = {

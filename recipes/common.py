@@ -1,7 +1,7 @@
 """What the recipes share: imported by them as ``from recipes.common import ...``.
 
 Not a recipe itself (``adambnn train`` does not list it). The loader
-(`adambnn_larq.config.load_recipe`) makes ``recipes`` importable without installing it.
+(`adambnn_larq.recipe_files.load_recipe`) makes ``recipes`` importable without installing it.
 """
 
 #: ``--smoke`` for the small-image recipes: two epochs a step (so that step 2 starts from a

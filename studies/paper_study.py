@@ -48,6 +48,10 @@ four-run comparison; docs/method.md §6): a different network, dataset and budge
 for the direction of each effect, not for the values.
 """
 
+#: What this file is, read without running it (`adambnn_larq.recipe_files.file_kind`): a study,
+#: not a recipe, so ``adambnn train`` does not list it.
+KIND = "study"
+
 EPOCHS_PER_STEP = 2
 TRAIN_LIMIT = 8000
 EVAL_LIMIT = 5000

@@ -103,3 +103,15 @@ def test_converters_is_a_namespace_over_deploy():
     assert convert_model is convert.convert_model
     assert benchmark_host is benchmark.benchmark_host
     assert import_pytorch is pytorch_import.import_pytorch
+
+
+def test_converters_forward_every_name_deploy_exports_and_list_none_of_their_own():
+    import converters.benchmark
+    import converters.lce
+    import converters.pytorch
+
+    from adambnn_larq import deploy
+
+    for module in (converters.lce, converters.pytorch, converters.benchmark):
+        assert module.__all__ == deploy.__all__
+        assert all(getattr(module, name) is getattr(deploy, name) for name in deploy.__all__)

@@ -524,3 +524,24 @@ def test_host_op_profile(block_files, tmp_path, capsys):
     assert profile["settings"]["kernel"] == "indirect_bgemm"
     assert sorted(op["op"] for op in profile["ops"]) == sorted(census.elements())
     assert "op profile (host replay)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("kernel", "flags"),
+    [
+        ("default", (False, False)),
+        ("indirect_bgemm", (False, True)),
+        ("reference", (True, False)),
+    ],
+)
+def test_one_interpreter_factory_maps_a_kernel_name_to_lce_flags(kernel, flags, monkeypatch):
+    from adambnn_larq.deploy import interpreter
+
+    made = []
+    monkeypatch.setattr(interpreter, "Interpreter", lambda *args, **kwargs: made.append(kwargs))
+    interpreter.lce_interpreter(b"model", kernel=kernel, threads=3)
+    (kwargs,) = made
+    assert (kwargs["use_reference_bconv"], kwargs["use_indirect_bgemm"]) == flags
+    assert kwargs["num_threads"] == 3 and kwargs["use_xnnpack"] is False
+    with pytest.raises(ValueError, match="kernel must be one of"):
+        interpreter.lce_interpreter(b"model", kernel="fast")

@@ -72,7 +72,7 @@ def test_ssh_gets_the_destination_after_double_dash():
 
 @pytest.mark.parametrize("name", ["paper_study", "adambnn_fashion_mnist"])
 def test_builtin_names_are_not_shadowed_by_the_working_directory(name, tmp_path, monkeypatch):
-    from adambnn_larq.config import find_recipe, load_recipe
+    from adambnn_larq.recipe_files import find_recipe, load_recipe
 
     marker = tmp_path / "ran"
     for folder in ("recipes", "studies"):

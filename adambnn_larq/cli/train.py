@@ -79,7 +79,9 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from adambnn_larq.config import ConfigError, is_study, load_recipe, resolve_config
+    from adambnn_larq.config import resolve_config
+    from adambnn_larq.errors import ConfigError
+    from adambnn_larq.recipe_files import is_study, load_recipe
     from adambnn_larq.rundir import check_writable_dir
     from adambnn_larq.training import check_config, configure_cpu_devices, make_strategy, train
 

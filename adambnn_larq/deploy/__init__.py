@@ -11,6 +11,15 @@ The core (`adambnn_larq` models, training, data, analysis) never imports this pa
 
 from __future__ import annotations
 
+from adambnn_larq.config import (
+    ARCHITECTURES,
+    CONVERSION_ROUTES,
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    INTERPRETER_KERNELS,
+    KERNELS,
+    TARGETS,
+)
 from adambnn_larq.deploy.benchmark import (
     Configuration,
     Timing,
@@ -33,6 +42,7 @@ from adambnn_larq.deploy.convert import (
 )
 from adambnn_larq.deploy.flatbuffer import io_details, op_census
 from adambnn_larq.deploy.fold import FoldedPReLU, NotFoldableError, fold_for_deployment
+from adambnn_larq.deploy.interpreter import lce_interpreter
 from adambnn_larq.deploy.profile import OpTime, Profile, parse_op_profile, profile_host
 from adambnn_larq.deploy.pytorch_import import (
     REACTNET_A,
@@ -70,6 +80,13 @@ from adambnn_larq.errors import BenchmarkError, CheckpointError, ConversionError
 from adambnn_larq.logs import heartbeat
 
 __all__ = [
+    "ARCHITECTURES",
+    "CONVERSION_ROUTES",
+    "DEFAULT_ATOL",
+    "DEFAULT_RTOL",
+    "INTERPRETER_KERNELS",
+    "KERNELS",
+    "TARGETS",
     "BINARY_TABLE_HEADER",
     "BenchmarkError",
     "CheckpointError",
@@ -113,6 +130,7 @@ __all__ = [
     "inspect_reactnet_a",
     "io_details",
     "keras_predict",
+    "lce_interpreter",
     "load_keras_model",
     "load_pytorch_checkpoint",
     "op_census",

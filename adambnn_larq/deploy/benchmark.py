@@ -20,19 +20,12 @@ from typing import Any
 import larq_compute_engine
 import numpy as np
 import tensorflow as tf
-from larq_compute_engine import testing
 
 from adambnn_larq.config import KERNELS
+from adambnn_larq.deploy.interpreter import lce_interpreter
 from adambnn_larq.hostinfo import cpu_model_name
 from adambnn_larq.logs import quiet_native_stderr
-from adambnn_larq.quantizers import SpatialFlip
-
-_QUANTIZER_ATTRIBUTES = (
-    "input_quantizer",
-    "kernel_quantizer",
-    "depthwise_quantizer",
-    "pointwise_quantizer",
-)
+from adambnn_larq.quantizers import QUANTIZER_ATTRIBUTES, SpatialFlip
 
 
 @dataclasses.dataclass
@@ -115,14 +108,16 @@ def time_configurations(
             raise ValueError(f"kernel must be one of {KERNELS} or 'float', got {config.kernel!r}")
         if config.threads < 1:
             raise ValueError(f"threads must be >= 1, got {config.threads}")
+        # "float": a model without binary convs, whose kernel choice changes nothing.
+        kernel = "default" if config.kernel == "float" else config.kernel
+        interpreter = lce_interpreter(
+            config.flatbuffer,
+            kernel=kernel,
+            threads=config.threads,
+            use_xnnpack=config.use_xnnpack,
+        )
         # TFLite prints "INFO: Created TensorFlow Lite XNNPACK delegate" as it starts.
         with quiet_native_stderr():
-            interpreter = testing.Interpreter(
-                config.flatbuffer,
-                num_threads=config.threads,
-                use_indirect_bgemm=config.kernel == "indirect_bgemm",
-                use_xnnpack=config.use_xnnpack,
-            )
             inputs = []
             for shape, dtype in zip(interpreter.input_shapes, interpreter.input_types):
                 if np.dtype(dtype) == np.int8:
@@ -204,7 +199,7 @@ def float_baseline(model: tf.keras.Model) -> tf.keras.Model:
     def clone(layer: tf.keras.layers.Layer) -> tf.keras.layers.Layer:
         config = layer.get_config()
         changed = False
-        for attribute in _QUANTIZER_ATTRIBUTES:
+        for attribute in QUANTIZER_ATTRIBUTES:
             quantizer = getattr(layer, attribute, None)
             precision = getattr(quantizer, "precision", None)
             if quantizer is None or precision is None or precision >= 32:

@@ -42,6 +42,7 @@ from adambnn_larq.deploy.flatbuffer import conv_signatures, io_details, op_censu
 from adambnn_larq.deploy.fold import NotFoldableError, fold_for_deployment
 from adambnn_larq.errors import ConversionError, OutputError
 from adambnn_larq.logs import heartbeat, quiet_native_stderr
+from adambnn_larq.quantizers import QUANTIZER_ATTRIBUTES
 from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
 from adambnn_larq.saving import load_model
 
@@ -55,13 +56,6 @@ _FAKE_QUANT_OPS = frozenset(
         "QuantizeAndDequantizeV2",
         "QuantizeAndDequantizeV3",
     }
-)
-
-_QUANTIZER_ATTRIBUTES = (
-    "input_quantizer",
-    "kernel_quantizer",
-    "depthwise_quantizer",
-    "pointwise_quantizer",
 )
 
 
@@ -118,7 +112,7 @@ def audit_binary_layers(model: tf.keras.Model, *, target: str = "arm") -> list[L
     for layer in _all_layers(model):
         quantizers = {
             attribute: getattr(layer, attribute)
-            for attribute in _QUANTIZER_ATTRIBUTES
+            for attribute in QUANTIZER_ATTRIBUTES
             if getattr(layer, attribute, None) is not None
         }
         precisions = {attribute: _precision(q) for attribute, q in quantizers.items()}
@@ -461,7 +455,7 @@ def convert_model(
     if not any(
         _precision(getattr(layer, attribute, None)) == 1
         for layer in _all_layers(model)
-        for attribute in _QUANTIZER_ATTRIBUTES
+        for attribute in QUANTIZER_ATTRIBUTES
     ):
         raise ConversionError(
             f"model '{model.name}' has no binary layers (no larq quantizer of 1 bit): LCE would "

@@ -9,19 +9,17 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from larq_compute_engine import testing
 
 from adambnn_larq import data
 from adambnn_larq.config import (
     COMPRESSED_MIN_AGREEMENT,
     DEFAULT_ATOL,
     DEFAULT_RTOL,
-    INTERPRETER_KERNELS,
     SIGN_MARGIN,
 )
 from adambnn_larq.deploy.flatbuffer import io_details
+from adambnn_larq.deploy.interpreter import lce_interpreter
 from adambnn_larq.errors import ConfigError, ConversionError, ModelMismatchError
-from adambnn_larq.logs import quiet_native_stderr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,16 +188,9 @@ def run_interpreter(
     Returns:
         float32 outputs (N, ...).
     """
-    if kernel not in INTERPRETER_KERNELS:
-        raise ValueError(f"kernel must be one of {INTERPRETER_KERNELS}, got {kernel!r}")
-    with quiet_native_stderr():  # TFLite's "INFO: Created ... delegate" lines
-        interpreter = testing.Interpreter(
-            flatbuffer,
-            num_threads=num_threads,
-            use_reference_bconv=kernel == "reference",
-            use_indirect_bgemm=kernel == "indirect_bgemm",
-            use_xnnpack=use_xnnpack,
-        )
+    interpreter = lce_interpreter(
+        flatbuffer, kernel=kernel, threads=num_threads, use_xnnpack=use_xnnpack
+    )
     x = np.asarray(inputs, np.float32)
     if interpreter.input_types[0] == np.int8:
         scale, zero_point = interpreter.input_scales[0], interpreter.input_zero_points[0]
