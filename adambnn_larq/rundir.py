@@ -43,7 +43,7 @@ import re
 import socket
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -162,6 +162,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_replace(path) as temporary:
         temporary.write_bytes(data)
     return Path(path)
+
+
+def write_all_or_nothing(contents: Mapping[Path, bytes]) -> list[Path]:
+    """Write each file atomically, in order; if one cannot be written, remove those written
+    before it, so that a command leaves all its outputs or none.
+
+    Raises:
+        OutputError: naming the file that could not be written.
+    """
+    done: list[Path] = []
+    for path, content in contents.items():
+        try:
+            atomic_write_bytes(path, content)
+        except OSError as error:
+            for written in done:
+                written.unlink(missing_ok=True)
+            raise OutputError(f"cannot write {path}: {error.strerror or error}") from error
+        done.append(path)
+    return done
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

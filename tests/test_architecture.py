@@ -109,7 +109,6 @@ def test_converters_forward_every_name_deploy_exports_and_list_none_of_their_own
     import converters.benchmark
     import converters.lce
     import converters.pytorch
-
     from adambnn_larq import deploy
 
     for module in (converters.lce, converters.pytorch, converters.benchmark):

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
-import sys
 from pathlib import Path
 
 from adambnn_larq.cli.arguments import (
@@ -36,17 +33,13 @@ from adambnn_larq.config import (
 
 
 def _convert_command(args: argparse.Namespace) -> int:
-    # convert_file through its module: tests replace it there.
-    from adambnn_larq.deploy import convert
-    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
+    from adambnn_larq.deploy.jobs import convert_to_files
 
-    output = Path(args.output)
-    check_distinct({"--output": output, "--report": args.report}, {"MODEL": args.model})
-    if args.report:
-        check_writable_file(args.report, what="--report")
-    result = convert.convert_file(
+    result = convert_to_files(
         args.model,
-        output,
+        args.output,
+        report=args.report,
+        weights=args.weights,
         progress=not args.quiet,
         target=args.target,
         int8_io=args.int8_io,
@@ -54,128 +47,35 @@ def _convert_command(args: argparse.Namespace) -> int:
         route=args.route,
         strict=args.strict,
         fold=args.fold,
-        weights=args.weights,
     )
-    if args.report:
-        report = {
-            "model": str(args.model),
-            "output": str(output),
-            "target": result.target,
-            "route": result.route,
-            "size_bytes": result.size_bytes,
-            "census": dict(result.census),
-            "binary_convs": len(result.binary_convs),
-            "lce_bconv2d": result.census.get("LceBconv2d", 0),
-            "all_binary_convs_converted": result.all_binary_convs_converted,
-            "missing_bconvs": result.missing_bconvs,
-            "warnings": result.warnings,
-            "io": result.io,
-            "seconds": round(result.seconds, 2),
-            "folded": result.folded,
-            "weights": args.weights,
-            "compressed_tensors": [
-                dataclasses.asdict(t)
-                for t in (result.compression.tensors if result.compression else [])
-            ],
-        }
-        try:
-            atomic_write_text(args.report, json.dumps(report, indent=2) + "\n")
-        except OSError as error:
-            # The report was asked for: no half result (a .tflite without it) is left behind.
-            output.unlink(missing_ok=True)
-            raise CommandError(
-                f"cannot write --report {args.report}: {error.strerror or error}; "
-                f"{output} was removed"
-            ) from error
-    print(f"wrote {output}")
+    print(f"wrote {Path(args.output)}")
     print(result.summary())
     return 0
 
 
 def _verify_command(args: argparse.Namespace) -> int:
-    from adambnn_larq.deploy.compress import compressed_weights
-    from adambnn_larq.deploy.convert import load_keras_model
-    from adambnn_larq.deploy.flatbuffer import io_details
-    from adambnn_larq.deploy.verify import (
-        dataset_inputs,
-        load_inputs,
-        random_inputs,
-        verify_conversion,
-        verify_criteria,
-    )
-    from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_text, check_distinct, check_writable_file
+    from adambnn_larq.deploy.jobs import VerifyInputs, verify_files
 
-    tflite_path = Path(args.tflite)
-    check_distinct({"--report": args.report}, {"MODEL": args.model, "TFLITE": args.tflite})
-    if not tflite_path.is_file():
-        raise CommandError(f"TFLite file not found: {tflite_path}")
-    if args.report:
-        check_writable_file(args.report, what="--report")
-    flatbuffer = tflite_path.read_bytes()
-    try:
-        io = io_details(flatbuffer)
-    except ValueError as error:
-        raise CommandError(f"{tflite_path}: {error}") from error
-    compressed = compressed_weights(flatbuffer)
-    criteria = verify_criteria(
-        compressed, min_agreement=args.min_agreement, min_within=args.min_within
+    inputs = VerifyInputs(
+        samples=args.samples,
+        seed=args.seed,
+        inputs_file=args.inputs,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
     )
-    if compressed:
-        print(f"{tflite_path}: {criteria.reason}", file=sys.stderr)
-    min_agreement, min_within = criteria.min_agreement, criteria.min_within
-    model = load_keras_model(args.model)
-    shape = tuple(model.input_shape[1:])
-    tflite_shape = tuple(io["inputs"][0]["shape"][1:])
-    if shape != tflite_shape:
-        raise CommandError(
-            f"{args.model} takes inputs of shape {shape}, {tflite_path} of shape {tflite_shape}: "
-            "they are not the same model"
-        )
-    labels = None
-    if args.inputs and args.dataset:
-        raise CommandError("--inputs and --dataset both give the inputs: choose one")
-    if args.inputs:
-        inputs = load_inputs(args.inputs, shape)
-        source = str(args.inputs)
-    elif args.dataset:
-        # A bad dataset, split or data directory is a domain error (ConfigError,
-        # DataNotFoundError) that names it.
-        inputs, labels, split = dataset_inputs(
-            args.dataset,
-            args.samples,
-            split=args.split,
-            data_dir=args.data_dir,
-            channels=shape[-1],
-            image_size=shape[0] if shape[0] == shape[1] else None,
-        )
-        if tuple(inputs.shape[1:]) != shape:
-            raise CommandError(
-                f"dataset {args.dataset} gives images of shape {tuple(inputs.shape[1:])}, the "
-                f"model expects {shape}"
-            )
-        source = f"{args.dataset}/{split}"
-    else:
-        inputs = random_inputs(shape, args.samples, seed=args.seed)
-        source = f"random uniform[-1, 1), seed {args.seed}"
-    with heartbeat(f"running Keras and the LCE interpreter on {len(inputs)} inputs"):
-        result = verify_conversion(  # two models that differ: ModelMismatchError
-            model,
-            flatbuffer,
-            inputs,
-            labels=labels,
-            atol=args.atol,
-            rtol=args.rtol,
-            min_agreement=min_agreement,
-            min_within=min_within,
-            source=source,
-            kernel=args.kernel,
-        )
+    result = verify_files(
+        args.model,
+        args.tflite,
+        inputs=inputs,
+        report=args.report,
+        atol=args.atol,
+        rtol=args.rtol,
+        min_agreement=args.min_agreement,
+        min_within=args.min_within,
+        kernel=args.kernel,
+    )
     print(result.summary())
-    if args.report:
-        atomic_write_text(
-            args.report, json.dumps(dataclasses.asdict(result) | {"passed": result.passed}) + "\n"
-        )
     return 0 if result.passed else 1
 
 
@@ -316,136 +216,33 @@ def _kernel_list(text: str) -> list[str]:
 
 
 def _benchmark_command(args: argparse.Namespace) -> int:
-    from adambnn_larq.deploy.benchmark import benchmark_host, convert_float_tflite, float_baseline
-    from adambnn_larq.deploy.flatbuffer import io_details
-    from adambnn_larq.deploy.profile import Profile, profile_host
-    from adambnn_larq.deploy.remote import Shell, benchmark_binary
-    from adambnn_larq.deploy.tables import BINARY_TABLE_HEADER, binary_markdown_rows, host_markdown
-    from adambnn_larq.logs import heartbeat
-    from adambnn_larq.rundir import atomic_write_bytes, check_distinct, check_writable_file
-    from adambnn_larq.saving import load_model
+    from adambnn_larq.deploy.jobs import BenchmarkRequest, benchmark_files
 
-    # The ssh destination is checked first: nothing runs, nothing is written before.
-    shell = None
-    if args.remote or args.benchmark_binary:
-        if not args.benchmark_binary:
-            raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
-        if args.baseline_float:
-            raise CommandError("--baseline-float is for the host benchmark (no --remote)")
-        shell = Shell(
-            remote=args.remote,
-            port=args.ssh_port,
-            identity=args.ssh_identity,
-            ssh_options=args.ssh_option or (),
-        )
-    model_path = Path(args.model)
-    if not model_path.is_file():
-        raise CommandError(f"model file not found: {model_path}")
-    output = Path(args.output or model_path.with_suffix(".benchmark.json"))
-    markdown_path = output.with_suffix(".md")
-    check_distinct(
-        {
-            "--output": output,
-            "--output's .md": markdown_path,
-            "--save-baseline": args.save_baseline,
-        },
-        {
-            "MODEL": model_path,
-            "--baseline-float": args.baseline_float,
-            "--benchmark-binary": args.benchmark_binary,
-            "--ssh-identity": args.ssh_identity,
-        },
+    if args.remote and not args.benchmark_binary:
+        raise CommandError("--remote needs --benchmark-binary PATH (lce_benchmark_model)")
+    if args.benchmark_binary and args.baseline_float:
+        raise CommandError("--baseline-float is for the host benchmark (no --remote)")
+    request = BenchmarkRequest(
+        model=args.model,
+        output=args.output,
+        threads=args.num_threads,
+        kernels=args.kernels,
+        warmup=args.warmup,
+        runs=args.runs,
+        rounds=args.rounds,
+        use_xnnpack=args.use_xnnpack,
+        baseline_float=args.baseline_float,
+        save_baseline=args.save_baseline,
+        profile=args.profile,
+        benchmark_binary=args.benchmark_binary,
+        remote=args.remote,
+        ssh_port=args.ssh_port,
+        ssh_identity=args.ssh_identity,
+        ssh_options=args.ssh_option or (),
     )
-    # Every output is checked before the (long) benchmark.
-    check_writable_file(output, what="--output")
-    check_writable_file(markdown_path, what="--output (its .md beside)")
-    if args.save_baseline:
-        if not args.baseline_float:
-            raise CommandError("--save-baseline needs --baseline-float MODEL.h5")
-        check_writable_file(args.save_baseline, what="--save-baseline", suffixes=(".tflite",))
-    float_flatbuffer = None
-    if shell is not None:
-        result = benchmark_binary(
-            model_path,
-            args.benchmark_binary,
-            shell=shell,
-            threads=args.num_threads,
-            kernels=args.kernels or ["default"],
-            num_runs=args.runs or 50,
-            warmup_runs=args.warmup if args.warmup is not None else 5,
-            use_xnnpack=args.use_xnnpack,
-            profile=args.profile,
-        )
-        table = BINARY_TABLE_HEADER + binary_markdown_rows(result)
-        for run in result["runs"] if args.profile else []:
-            profile = Profile.from_json(run["profile"])
-            table += f"\n{run['threads']} thread(s), {run['kernel']}:\n\n{profile.markdown()}\n"
-            print(profile.table(), file=sys.stderr)
-    else:
-        flatbuffer = model_path.read_bytes()
-        try:
-            io_details(flatbuffer)
-        except ValueError as error:
-            raise CommandError(f"{model_path}: {error}") from error
-        if args.baseline_float:
-            try:
-                keras_model = load_model(args.baseline_float)
-            except (OSError, ValueError, TypeError, KeyError) as error:
-                raise CommandError(f"cannot load {args.baseline_float}: {error}") from error
-            with heartbeat("converting the float baseline with tf.lite.TFLiteConverter"):
-                float_flatbuffer = convert_float_tflite(float_baseline(keras_model))
-        print(f"benchmarking {model_path} on this host (LCE interpreter)", file=sys.stderr)
-        try:
-            result = benchmark_host(
-                flatbuffer,
-                threads=args.num_threads,
-                kernels=args.kernels or list(KERNELS),
-                warmup=args.warmup if args.warmup is not None else 3,
-                runs=args.runs or 20,
-                use_xnnpack=args.use_xnnpack,
-                float_flatbuffer=float_flatbuffer,
-                rounds=max(1, min(args.rounds, args.runs or 20)),
-            )
-        except (ValueError, RuntimeError) as error:
-            raise CommandError(str(error)) from error
-        result["model"] = str(model_path)
-        result["baseline_float"] = args.baseline_float
-        table = host_markdown(result, model_path.name)
-        if args.profile:
-            kernel = (args.kernels or ["indirect_bgemm"])[-1]
-            threads = args.num_threads[0]
-            print(
-                f"op profile: every op replayed alone in the LCE interpreter ({kernel}, "
-                f"{threads} thread(s))",
-                file=sys.stderr,
-            )
-            with heartbeat("profiling"):
-                profile = profile_host(
-                    flatbuffer,
-                    kernel=kernel,
-                    threads=threads,
-                    warmup=args.warmup if args.warmup is not None else 3,
-                    runs=args.runs or 20,
-                )
-            result["profile"] = profile.to_json()
-            table += f"\nop profile ({kernel}, {threads} thread(s)):\n\n{profile.markdown()}\n"
-            print(profile.table(), file=sys.stderr)
-    result["markdown"] = table
-    written = {output: (json.dumps(result, indent=2) + "\n").encode()}
-    written[markdown_path] = table.encode()
-    if args.save_baseline and float_flatbuffer is not None:
-        written[Path(args.save_baseline)] = float_flatbuffer
-    done = []
-    try:
-        for path, content in written.items():
-            atomic_write_bytes(path, content)
-            done.append(path)
-    except OSError as error:
-        for written_path in done:  # all the outputs or none
-            written_path.unlink(missing_ok=True)
-        raise CommandError(f"cannot write {path}: {error.strerror or error}") from error
-    print(table, end="")
-    print(f"wrote {', '.join(str(path) for path in written)}")
+    run = benchmark_files(request)
+    print(run.table, end="")
+    print(f"wrote {', '.join(str(path) for path in run.written)}")
     return 0
 
 

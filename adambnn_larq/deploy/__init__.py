@@ -5,7 +5,9 @@ One module per job: `flatbuffer` (read a .tflite), `convert` (audit and convert)
 (interpreter vs Keras), `benchmark` (host timing, float baseline), `remote`
 (``lce_benchmark_model`` over ssh), `tables` (their markdown), `pytorch_import` (checkpoints),
 `fold` (the deployment graph of a ReActNet: constants folded, fewer float ops), `compress`
-(int8/float16 weight storage), `profile` (time per op: host replay, board op profiler).
+(int8/float16 weight storage), `profile` (time per op: host replay, board op profiler),
+`interpreter` (the one LCE interpreter factory), `jobs` (the ``convert``, ``verify`` and
+``benchmark`` commands' work, without argparse).
 The core (`adambnn_larq` models, training, data, analysis) never imports this package.
 """
 

@@ -303,6 +303,37 @@ class ConversionResult:
             lines.append(f"warning: {message}")
         return "\n".join(lines)
 
+    def to_json(
+        self, *, model: str | os.PathLike, output: str | os.PathLike, weights: str
+    ) -> dict[str, Any]:
+        """The report ``adambnn convert --report`` writes (JSON-ready)."""
+        return conversion_report(self, model=model, output=output, weights=weights)
+
+
+def conversion_report(
+    result: ConversionResult, *, model: str | os.PathLike, output: str | os.PathLike, weights: str
+) -> dict[str, Any]:
+    """`ConversionResult.to_json`, for anything with a conversion result's attributes."""
+    compressed = result.compression.tensors if result.compression else []
+    return {
+        "model": str(model),
+        "output": str(output),
+        "target": result.target,
+        "route": result.route,
+        "size_bytes": result.size_bytes,
+        "census": dict(result.census),
+        "binary_convs": len(result.binary_convs),
+        "lce_bconv2d": result.census.get("LceBconv2d", 0),
+        "all_binary_convs_converted": result.all_binary_convs_converted,
+        "missing_bconvs": result.missing_bconvs,
+        "warnings": result.warnings,
+        "io": result.io,
+        "seconds": round(result.seconds, 2),
+        "folded": result.folded,
+        "weights": weights,
+        "compressed_tensors": [dataclasses.asdict(t) for t in compressed],
+    }
+
 
 def _describe_io(entries: list[dict[str, Any]]) -> str:
     return ", ".join(f"{e['dtype']}{e['shape']}" for e in entries)
