@@ -47,7 +47,7 @@ def prefer_onednn() -> None:
     TensorFlow turns them on by default only on CPUs with AVX-512 VNNI/BF16 or AMX. On an
     AVX2 CPU (the project's 2-core AMD EPYC VM) they make the demo recipe's training steps
     1.6x faster, side by side: TensorFlow's own kernels spend most of a step in the backward
-    passes of the small convolutions (docs/results/train-throughput.md,
+    passes of the small convolutions (docs/results/train-throughput/README.md,
     ``benchmarks/onednn.py``). Too late once TensorFlow is imported; then this does nothing.
     """
     if "tensorflow" not in sys.modules:

@@ -53,13 +53,9 @@ FAST_OVERRIDES = [
 SMOKE_OVERRIDES = ["train_limit=128", "eval_limit=64", "probe_size=8"]
 
 #: Over hundreds of real test images a trained binary network meets a pre-activation within
-#: float rounding of zero now and then; LCE and Keras may then take different signs and that
-#: image's logits move. Measured on the 2026-12-01 demo model (200 test images, top-1 agreement
-#: 100 % throughout): 197 images within tolerance with LCE's optimized bconv kernel, 199 with
-#: its reference kernel (other images), 200 of 200 when the same model is converted with float
-#: convs on the same binary inputs (--target xcore, max diff 6.7e-6): the outliers come from the
-#: bconv's fused output arithmetic rounding differently near zero, not from the conversion.
-#: Such images are counted, not failed, up to these shares.
+#: float rounding of zero now and then, and LCE's bconv then rounds differently from Keras:
+#: such images are counted, not failed, up to these shares (the measurement behind them:
+#: docs/results/demo/verify-shares.md).
 VERIFY_MIN_WITHIN = 0.98
 VERIFY_MIN_AGREEMENT = 0.99
 

@@ -41,7 +41,7 @@ def configure(verbose: bool) -> None:
     os.environ.setdefault("AUTOGRAPH_VERBOSITY", "0")
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     # absl configures its own logger class when imported: set the level through absl. Lazy:
-    # importing it takes 55 ms here, more than all of `import adambnn_larq.cli` (cli/__init__.py).
+    # importing it takes longer than all of `import adambnn_larq.cli`.
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)

@@ -7,7 +7,7 @@ file size, share of images within LCE's elementwise tolerance, top-1 agreement a
 
 Usage (docs/deployment.md; about 3 minutes on 2 cores):
     python benchmarks/fold_demo_model.py runs/demo/train/step2/final.h5 --samples 1000 \
-        --output benchmarks/results/fold_demo_model.json
+        --output docs/results/deployment/fold_demo_model.json
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", help="a trained ReActNet .h5/.keras of this project")
     parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--samples", type=int, default=1000)
-    parser.add_argument("--output", default="benchmarks/results/fold_demo_model.json")
+    parser.add_argument("--output", default="docs/results/deployment/fold_demo_model.json")
     args = parser.parse_args(argv)
     from adambnn_larq.rundir import atomic_write_text, check_writable_file
 

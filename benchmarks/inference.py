@@ -23,7 +23,7 @@ On x86 the LCE kernels are not the optimized ARM ones: see docs/deployment.md fo
 ratios can and cannot say about a Raspberry Pi.
 
 Usage (docs/deployment.md, about 15 minutes on 2 cores):
-    python benchmarks/inference.py --profile --numerics --output benchmarks/results/inference.json
+    python benchmarks/inference.py --profile --numerics --output docs/results/deployment/inference.json
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="store_true", help="op profiles of ReActNet-A")
     parser.add_argument("--numerics", action="store_true", help="each deployment vs Keras")
     parser.add_argument("--numerics-samples", type=int, default=8)
-    parser.add_argument("--output", default="benchmarks/results/inference.json")
+    parser.add_argument("--output", default="docs/results/deployment/inference.json")
     args = parser.parse_args(argv)
     from adambnn_larq.rundir import atomic_write_text, check_writable_file
 

@@ -17,13 +17,13 @@ values), after one untimed step:
 Every step goes through Keras's compiled step function on one persistent iterator
 (`train_throughput.persistent_steps`), not ``train_on_batch``/``predict``: those build a new
 `tf.data` iterator each call and wait for a helper thread of it that sleeps with doubling
-timeouts, which made the medians of 2026-12-02 (docs/results/onednn.json) bimodal.
+timeouts, which made the medians of 2026-12-02 (docs/results/onednn/onednn.json) bimodal.
 
 Usage::
 
     python benchmarks/onednn.py                        # ~6 min on 2 cores
     python benchmarks/onednn.py --rounds 2 --steps 3   # quicker, noisier
-    python benchmarks/onednn.py --output docs/results/onednn.json
+    python benchmarks/onednn.py --output docs/results/onednn/onednn.json
     python benchmarks/onednn.py --profile              # where a student step's time goes, ~1 min
 
 Prints, per workload, the median and fastest times with oneDNN off and on and the speed-up

@@ -7,7 +7,7 @@ archive in the TFDS manual dir, see docs/data.md).
     adambnn train adambnn_cifar10 --smoke
 
 Expected run time on 2 CPU cores: about 21 hours for the two steps (2 x 30 epochs of 50,000
-images at 40 images/s, measured on random 32x32x3 inputs: docs/results/train-throughput.md),
+images at 40 images/s, measured on random 32x32x3 inputs: docs/results/train-throughput/README.md),
 plus the teacher's 15 epochs; a full run was not made because the data is not offline here.
 """
 

@@ -17,9 +17,7 @@ Variants are overrides, not copies: ``optimizer=sgd lr_schedule=cosine learning_
 ``schedule=one-step``, ``weight_decay=1e-5``, ``weight_decay_mode=decoupled``,
 ``distillation=false``, ``augment=true``, ``learning_rate_step2=none``, ``epochs_step2=3``.
 
-Measured (docs/results/demo, 2 cores "AMD EPYC", oneDNN's kernels, 2026-12-02): teacher
-3 epochs 7.0 min (92.4 %), logits cached 0.7 min, step 1 13.4 min (89.1 %), step 2 14.3 min
-(90.2 %); the `adambnn demo` pipeline around it 36.6 min.
+Its times and accuracies as measured: docs/results/demo/README.md.
 """
 
 from recipes.common import SMALL_IMAGE_SMOKE

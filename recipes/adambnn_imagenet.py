@@ -12,7 +12,7 @@ per-epoch linear schedule, distillation (T = 1, no label term) from torchvision'
 
 Expected run time: the paper reports about three days a step on an 8-GPU workstation. On a
 2-core CPU it is not practical: 1.6 images/s in either step at 224 (batch 8, with the ResNet-34
-teacher; docs/results/train-throughput.md), about 9 days an epoch. ``--smoke`` checks the
+teacher; docs/results/train-throughput/README.md), about 9 days an epoch. ``--smoke`` checks the
 whole path on 64 images in minutes once the dataset is prepared.
 """
 

@@ -15,14 +15,8 @@ command alike:
   for hours before it, and a bug report needs it without a rerun.
 
 Lazy imports: the handlers import the library (TensorFlow, larq, LCE, numpy) only when a
-command runs, so that ``adambnn --help`` and usage errors stay fast. Measured on this 2-core
-machine (shared with a training job), 2026-12-01:
-
-- ``python -X importtime -c "import adambnn_larq.cli"`` (cumulative): 11 ms before this layout,
-  47-50 ms now (the command groups, `adambnn_larq.config`, `adambnn_larq.logs`: stdlib only);
-- ``time adambnn --help``: 0.26 s before (building the parser imported the library modules that
-  defined the commands, with numpy), 0.09 s now;
-- for comparison, ``import tensorflow`` alone: 3-5 s.
+command runs, so that ``adambnn --help`` and usage errors stay fast (0.09 s against seconds for
+TensorFlow alone: docs/results/cli-startup/README.md).
 """
 
 from __future__ import annotations
