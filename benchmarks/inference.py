@@ -23,7 +23,7 @@ On x86 the LCE kernels are not the optimized ARM ones: see docs/deployment.md fo
 ratios can and cannot say about a Raspberry Pi.
 
 Usage (docs/deployment.md, about 15 minutes on 2 cores):
-    python benchmarks/inference.py --profile --numerics --output docs/results/deployment/inference.json
+    python benchmarks/inference.py --profile --numerics  # -> docs/results/deployment/inference.json
 """
 
 from __future__ import annotations
