@@ -91,6 +91,12 @@ def _int8_range(text: str) -> tuple[float, float]:
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``adambnn convert``, ``adambnn verify`` and ``adambnn benchmark``."""
+    _add_convert_command(subparsers)
+    _add_verify_command(subparsers)
+    _add_benchmark_command(subparsers)
+
+
+def _add_convert_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
         help="convert a Keras BNN (.h5/.keras) to an LCE-optimized .tflite",
@@ -135,6 +141,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=_convert_command)
 
+
+def _add_verify_command(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "verify",
         help="compare a .tflite (LCE interpreter) with its Keras model",
@@ -193,8 +201,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--report", help="also write the result as JSON here")
     parser.set_defaults(func=_verify_command)
-
-    _add_benchmark_command(subparsers)
 
 
 def _int_list(text: str) -> list[int]:

@@ -171,48 +171,18 @@ def compress_weights(
     compressed: list[CompressedTensor] = []
     seen: set[int] = set()
     for op in graph.operators:
-        builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
-        if builtin not in _WEIGHT_INPUTS or op.inputs is None:
+        found = _weight_input(model, op, min_elements)
+        if found is None or found[0] in seen:
             continue
-        input_position, axis = _WEIGHT_INPUTS[builtin]
-        if len(op.inputs) <= input_position:
-            continue
-        tensor_index = int(op.inputs[input_position])
+        tensor_index, axis = found
+        seen.add(tensor_index)
         tensor = graph.tensors[tensor_index]
         buffer = model.buffers[tensor.buffer]
-        if (
-            tensor_index in seen
-            or tensor.type != schema.TensorType.FLOAT32
-            or buffer.data is None
-            or len(buffer.data) < 4 * min_elements
-        ):
-            continue
-        seen.add(tensor_index)
         shape = tuple(int(d) for d in tensor.shape)
         weights = np.frombuffer(bytes(np.asarray(buffer.data, np.uint8)), np.float32)
         weights = weights.reshape(shape)
-
-        stored = schema.TensorT()
-        stored.shape = list(shape)
+        stored, data, restored, bytes_after = _encode(weights, axis, weight_format)
         stored.name = tensor.name + f"_{weight_format}".encode()
-        if weight_format == "int8":
-            q, scales = quantize_per_channel(weights, axis)
-            restored = dequantize_per_channel(q, scales, axis)
-            stored.type = schema.TensorType.INT8
-            quantization = schema.QuantizationParametersT()
-            quantization.scale = scales.tolist()
-            quantization.zeroPoint = [0] * len(scales)
-            quantization.quantizedDimension = axis
-            stored.quantization = quantization
-            data = q.tobytes()
-            # Per channel: a float32 scale and an int64 zero point (the schema's types).
-            bytes_after = len(data) + 12 * len(scales)
-        else:
-            half = weights.astype(np.float16)
-            restored = half.astype(np.float32)
-            stored.type = schema.TensorType.FLOAT16
-            data = half.tobytes()
-            bytes_after = len(data)
         # The original tensor keeps its index (every consumer still reads it) and becomes the
         # DEQUANTIZE output; its bytes move, re-encoded, to the new stored tensor.
         buffer.data = np.frombuffer(data, np.uint8)
@@ -250,6 +220,51 @@ def compress_weights(
         tensors=compressed,
         size_before=len(flatbuffer),
     )
+
+
+def _weight_input(model: Any, op: Any, min_elements: int) -> tuple[int, int] | None:
+    """(tensor index, channel axis) of ``op``'s weights if they are float32 constants worth
+    compressing (at least ``min_elements``), else None."""
+    builtin = builtin_code(model.operatorCodes[op.opcodeIndex])
+    if builtin not in _WEIGHT_INPUTS or op.inputs is None:
+        return None
+    input_position, axis = _WEIGHT_INPUTS[builtin]
+    if len(op.inputs) <= input_position:
+        return None
+    tensor_index = int(op.inputs[input_position])
+    tensor = model.subgraphs[0].tensors[tensor_index]
+    buffer = model.buffers[tensor.buffer]
+    if (
+        tensor.type != schema.TensorType.FLOAT32
+        or buffer.data is None
+        or len(buffer.data) < 4 * min_elements
+    ):
+        return None
+    return tensor_index, axis
+
+
+def _encode(
+    weights: np.ndarray, axis: int, weight_format: str
+) -> tuple[Any, bytes, np.ndarray, int]:
+    """The stored tensor (type, shape, quantization), its bytes, the weights as a DEQUANTIZE
+    will restore them, and the bytes the model then spends on them."""
+    stored = schema.TensorT()
+    stored.shape = list(weights.shape)
+    if weight_format == "int8":
+        q, scales = quantize_per_channel(weights, axis)
+        stored.type = schema.TensorType.INT8
+        quantization = schema.QuantizationParametersT()
+        quantization.scale = scales.tolist()
+        quantization.zeroPoint = [0] * len(scales)
+        quantization.quantizedDimension = axis
+        stored.quantization = quantization
+        data = q.tobytes()
+        # Per channel: a float32 scale and an int64 zero point (the schema's types).
+        return stored, data, dequantize_per_channel(q, scales, axis), len(data) + 12 * len(scales)
+    half = weights.astype(np.float16)
+    stored.type = schema.TensorType.FLOAT16
+    data = half.tobytes()
+    return stored, data, half.astype(np.float32), len(data)
 
 
 def compressed_weights(flatbuffer: bytes) -> dict[str, str]:

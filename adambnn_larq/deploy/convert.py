@@ -4,7 +4,8 @@
 read from the flatbuffer, the file size, and whether every binary conv of the Keras model
 became an ``LceBconv2d``. Binary layers LCE does not accelerate (binary Dense, depthwise,
 multi-bit, a binary kernel without binary inputs, ...) are named in warnings
-(`ConversionError` under ``strict``). `convert_file` does the same from file to file.
+(`ConversionError` under ``strict``). `convert_file` does the same from file to file. The
+audit of the Keras model is `adambnn_larq.deploy.audit`.
 
 Two conversion routes produce the same flatbuffer ops:
 
@@ -23,11 +24,10 @@ import sys
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import larq as lq
 import larq_compute_engine as lce
 import tensorflow as tf
 from larq_compute_engine.mlir._tf_tfl_flatbuffer import convert_graphdef_to_tflite_flatbuffer
@@ -37,12 +37,19 @@ from tensorflow.lite.python.util import get_tensor_name
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from adambnn_larq.config import CONVERSION_ROUTES, TARGETS, WEIGHT_STORAGES
+from adambnn_larq.deploy.audit import (
+    LayerFinding,
+    audit_binary_layers,
+    check_dtype_policy,
+    float_convs_by_design,
+    has_binary_layers,
+    missing_bconvs,
+)
 from adambnn_larq.deploy.compress import CompressionResult, compress_weights
 from adambnn_larq.deploy.flatbuffer import conv_signatures, io_details, op_census
 from adambnn_larq.deploy.fold import NotFoldableError, fold_for_deployment
 from adambnn_larq.errors import ConversionError, OutputError
 from adambnn_larq.logs import heartbeat, quiet_native_stderr
-from adambnn_larq.quantizers import QUANTIZER_ATTRIBUTES
 from adambnn_larq.rundir import atomic_write_bytes, check_writable_file
 from adambnn_larq.saving import load_model
 
@@ -57,170 +64,6 @@ _FAKE_QUANT_OPS = frozenset(
         "QuantizeAndDequantizeV3",
     }
 )
-
-
-# --------------------------------------------------------------------------------------------
-# Auditing the Keras model
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerFinding:
-    """What LCE will do with one quantized Keras layer.
-
-    Attributes:
-        name: the Keras layer name.
-        kind: ``"binary_conv"`` (a QuantConv2D with 1-bit inputs and weights, which should
-            become an ``LceBconv2d``) or ``"unaccelerated"`` (any other quantized layer).
-        reason: why the layer will not be accelerated; empty when it should be.
-        signature: (kh, kw, in, out, stride_h, stride_w) for convs, else None.
-    """
-
-    name: str
-    kind: str
-    reason: str = ""
-    signature: tuple[int, ...] | None = None
-
-
-def _precision(quantizer: Any) -> int | None:
-    """Bits of a larq quantizer (1 for sign-like ones); None if unquantized or unknown."""
-    if quantizer is None:
-        return None
-    return getattr(quantizer, "precision", None)
-
-
-def audit_binary_layers(model: tf.keras.Model, *, target: str = "arm") -> list[LayerFinding]:
-    """Classify every quantized layer of ``model`` by what LCE will make of it.
-
-    Rules (larq-compute-engine 0.16, checked by the tests of this module):
-
-    - a ``QuantConv2D`` with 1-bit input *and* kernel quantizers (kind ``"binary_conv"``)
-      becomes ``LceBconv2d``; on ``target="xcore"`` only without zero padding (a
-      ``"same"``/``pad_values=0`` one gets a reason and stays float: measured, not documented);
-    - binary ``QuantDense``, ``QuantDepthwiseConv2D`` and every other quantized layer type run
-      as float ops;
-    - a binary kernel with real-valued inputs, binary inputs with real-valued weights (the
-      step-1 network) and multi-bit quantizers run as float ops.
-
-    Arguments:
-        model: a Keras model built from larq layers.
-        target: ``"arm"`` or ``"xcore"``.
-
-    Returns:
-        One `LayerFinding` per layer with any 1-bit or multi-bit quantizer, in model order.
-    """
-    findings = []
-    for layer in _all_layers(model):
-        quantizers = {
-            attribute: getattr(layer, attribute)
-            for attribute in QUANTIZER_ATTRIBUTES
-            if getattr(layer, attribute, None) is not None
-        }
-        precisions = {attribute: _precision(q) for attribute, q in quantizers.items()}
-        low_bit = {a: p for a, p in precisions.items() if p is not None and p < 32}
-        if not low_bit:
-            continue
-        multi_bit = {a: p for a, p in low_bit.items() if p > 1}
-        kind_name = type(layer).__name__
-        if multi_bit:
-            details = ", ".join(f"{a}={p}-bit" for a, p in multi_bit.items())
-            findings.append(
-                LayerFinding(
-                    layer.name,
-                    "unaccelerated",
-                    f"{kind_name} with a multi-bit quantizer ({details}): LCE accelerates "
-                    "1-bit layers only, this one runs in float",
-                )
-            )
-            continue
-        if type(layer) is not lq.layers.QuantConv2D:
-            what = {
-                "QuantDense": "binary Dense: LCE has no binary fully-connected kernel (it "
-                "becomes LceDequantize + float FULLY_CONNECTED); a 1x1 QuantConv2D is the "
-                "accelerated equivalent",
-                "QuantDepthwiseConv2D": "binary depthwise conv: LCE has no binary depthwise "
-                "kernel, it runs as a float DEPTHWISE_CONV_2D",
-            }.get(kind_name, f"{kind_name}: LCE accelerates only QuantConv2D, this runs in float")
-            findings.append(LayerFinding(layer.name, "unaccelerated", what))
-            continue
-        signature = (*layer.kernel.shape, *layer.strides)
-        input_bits = precisions.get("input_quantizer")
-        kernel_bits = precisions.get("kernel_quantizer")
-        if input_bits != 1:
-            findings.append(
-                LayerFinding(
-                    layer.name,
-                    "unaccelerated",
-                    "binary kernel but real-valued inputs (no 1-bit input_quantizer): runs "
-                    "as a float CONV_2D",
-                    signature,
-                )
-            )
-        elif kernel_bits != 1:
-            findings.append(
-                LayerFinding(
-                    layer.name,
-                    "unaccelerated",
-                    "binary inputs but real-valued weights (a step-1 model?): runs as "
-                    "LceDequantize + float CONV_2D",
-                    signature,
-                )
-            )
-        elif (
-            target == "xcore"
-            and layer.padding == "same"
-            and float(getattr(layer, "pad_values", 0.0)) == 0.0
-        ):
-            findings.append(
-                LayerFinding(
-                    layer.name,
-                    "binary_conv",
-                    "zero-padded ('same', pad_values=0) binary conv: LCE's xcore target "
-                    "supports one-padding only, this runs as a float CONV_2D",
-                    signature,
-                )
-            )
-        else:
-            findings.append(LayerFinding(layer.name, "binary_conv", "", signature))
-    return findings
-
-
-def _all_layers(model: tf.keras.Model) -> Iterator[tf.keras.layers.Layer]:
-    for layer in model.layers:
-        if isinstance(layer, type(model)) or hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-        else:
-            yield layer
-
-
-def _float_conv_signatures(model: tf.keras.Model) -> Counter:
-    """Convs of the Keras model that are float by design (no quantizer at all, e.g. a stem)."""
-    found: Counter = Counter()
-    for layer in _all_layers(model):
-        if type(layer).__name__ in ("Conv2D", "QuantConv2D") and isinstance(
-            layer, tf.keras.layers.Conv2D
-        ):
-            quantizers = [getattr(layer, a, None) for a in ("input_quantizer", "kernel_quantizer")]
-            if all(_precision(q) in (None, 32) for q in quantizers):
-                signature = (*layer.kernel.shape, *layer.strides)
-                found[signature] += 1
-    return found
-
-
-def check_dtype_policy(model: tf.keras.Model) -> None:
-    """Raise `ConversionError` unless every layer computes in float32 (LCE's requirement)."""
-    offending = []
-    for layer in _all_layers(model):
-        policy = getattr(layer, "dtype_policy", None)
-        name = getattr(policy, "name", "float32")
-        if name != "float32":
-            offending.append(f"{layer.name} ({name})")
-    if offending:
-        shown = ", ".join(offending[:5]) + (" ..." if len(offending) > 5 else "")
-        raise ConversionError(
-            f"unsupported dtype policy: {len(offending)} layer(s) do not compute in float32: "
-            f"{shown}. LCE converts float32 models only; rebuild the model under the "
-            "'float32' policy and copy the weights (model.get_weights/set_weights)."
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -468,26 +311,10 @@ def convert_model(
         - Bannink et al., "Larq Compute Engine: Design, Benchmark, and Deploy State-of-the-Art
           Binarized Neural Networks", MLSys 2021, arXiv 2011.09398.
     """
-    if target not in TARGETS:
-        raise ConversionError(f"target must be one of {TARGETS}, got {target!r}")
-    if weights not in WEIGHT_STORAGES:
-        raise ConversionError(f"weights must be one of {WEIGHT_STORAGES}, got {weights!r}")
-    if route not in CONVERSION_ROUTES:
-        raise ConversionError(f"route must be one of {CONVERSION_ROUTES}, got {route!r}")
-    if default_int8_range is not None:
-        low, high = (float(v) for v in default_int8_range)
-        if not low < 0 < high:
-            raise ConversionError(
-                f"default_int8_range must be (min, max) with min < 0 < max, got {(low, high)}"
-            )
-        default_int8_range = (low, high)
+    default_int8_range = _check_options(target, weights, route, default_int8_range)
     check_dtype_policy(model)
     findings = audit_binary_layers(model, target=target)
-    if not any(
-        _precision(getattr(layer, attribute, None)) == 1
-        for layer in _all_layers(model)
-        for attribute in QUANTIZER_ATTRIBUTES
-    ):
+    if not has_binary_layers(model):
         raise ConversionError(
             f"model '{model.name}' has no binary layers (no larq quantizer of 1 bit): LCE would "
             "produce an ordinary float TFLite model. Convert float models with "
@@ -518,7 +345,6 @@ def convert_model(
     if weights != "float32":
         compression = compress_weights(flatbuffer, weights)
         flatbuffer = compression.flatbuffer
-    census = op_census(flatbuffer)
     io = io_details(flatbuffer)
     if int8_io and not all(e["dtype"] == "int8" for e in io["inputs"] + io["outputs"]):
         raise ConversionError(
@@ -527,12 +353,63 @@ def convert_model(
             "int8 range (--default-int8-range MIN,MAX; latency tests only) or train with "
             "fake quantization."
         )
+    census = op_census(flatbuffer)
+    missing = missing_bconvs(findings, conv_signatures(flatbuffer)["LceBconv2d"])
+    messages = _warnings(notes, findings, missing, default_int8_range)
+    unaccelerated = [f for f in findings if f.kind == "unaccelerated"] or missing
+    if strict and unaccelerated:
+        raise ConversionError(
+            "strict mode: binary layers that LCE does not accelerate:\n  "
+            + "\n  ".join(m for m in messages if "accelerated" in m or "LceBconv2d" in m)
+        )
+    return ConversionResult(
+        flatbuffer=flatbuffer,
+        census=census,
+        findings=findings,
+        missing_bconvs=missing,
+        extra_float_convs=max(0, census.get("CONV_2D", 0) - float_convs_by_design(trained)),
+        warnings=messages,
+        seconds=seconds,
+        route=route,
+        target=target,
+        io=io,
+        folded=fold,
+        compression=compression,
+    )
 
+
+def _check_options(
+    target: str, weights: str, route: str, default_int8_range: Sequence[float] | None
+) -> tuple[float, float] | None:
+    """`convert_model`'s choices checked before any work; the int8 range as two floats."""
+    if target not in TARGETS:
+        raise ConversionError(f"target must be one of {TARGETS}, got {target!r}")
+    if weights not in WEIGHT_STORAGES:
+        raise ConversionError(f"weights must be one of {WEIGHT_STORAGES}, got {weights!r}")
+    if route not in CONVERSION_ROUTES:
+        raise ConversionError(f"route must be one of {CONVERSION_ROUTES}, got {route!r}")
+    if default_int8_range is None:
+        return None
+    low, high = (float(v) for v in default_int8_range)
+    if not low < 0 < high:
+        raise ConversionError(
+            f"default_int8_range must be (min, max) with min < 0 < max, got {(low, high)}"
+        )
+    return low, high
+
+
+def _warnings(
+    notes: list[str],
+    findings: list[LayerFinding],
+    missing: list[str],
+    default_int8_range: tuple[float, float] | None,
+) -> list[str]:
+    """The conversion's warnings: the converter's notes, the unaccelerated layers, the binary
+    convs that did not become LceBconv2d (grouped by the audit's reason), dummy int8."""
     messages = list(notes)
     for finding in findings:
         if finding.kind == "unaccelerated":
             messages.append(f"layer '{finding.name}' will not be accelerated: {finding.reason}")
-    missing = _missing_bconvs(findings, conv_signatures(flatbuffer)["LceBconv2d"])
     reasons = {f.name: f.reason for f in findings if f.kind == "binary_conv" and f.reason}
     unexplained = [name for name in missing if name not in reasons]
     by_reason: dict[str, list[str]] = {}
@@ -551,56 +428,12 @@ def convert_model(
             + " (LCE needs the sign directly before the conv: no pad, reshape or other op "
             "between them)"
         )
-    float_by_design = sum(_float_conv_signatures(trained).values())
-    extra_float = max(0, census.get("CONV_2D", 0) - float_by_design)
     if default_int8_range is not None:
         messages.append(
             f"dummy int8 quantization with range {default_int8_range}: for latency tests only, "
             "outputs will differ from the Keras model"
         )
-    result = ConversionResult(
-        flatbuffer=flatbuffer,
-        census=census,
-        findings=findings,
-        missing_bconvs=missing,
-        extra_float_convs=extra_float,
-        warnings=messages,
-        seconds=seconds,
-        route=route,
-        target=target,
-        io=io,
-        folded=fold,
-        compression=compression,
-    )
-    unaccelerated = [f for f in findings if f.kind == "unaccelerated"] or missing
-    if strict and unaccelerated:
-        raise ConversionError(
-            "strict mode: binary layers that LCE does not accelerate:\n  "
-            + "\n  ".join(m for m in messages if "accelerated" in m or "LceBconv2d" in m)
-        )
-    return result
-
-
-def _missing_bconvs(findings: list[LayerFinding], converted: Counter) -> list[str]:
-    """Binary convs without a matching LceBconv2d, matched by (kernel, channels, strides).
-
-    When k of n same-shaped convs are missing, the k cannot be told apart by shape: the
-    message then names the whole group.
-    """
-    groups: dict[tuple | None, list[str]] = {}
-    for finding in findings:
-        if finding.kind == "binary_conv":
-            groups.setdefault(finding.signature, []).append(finding.name)
-    missing = []
-    for signature, names in groups.items():
-        shortfall = len(names) - converted.get(signature, 0)
-        if shortfall <= 0:
-            continue
-        if shortfall == len(names):
-            missing.extend(names)
-        else:
-            missing.append(f"{shortfall} of [{', '.join(names)}]")
-    return missing
+    return messages
 
 
 def load_keras_model(path: str | os.PathLike) -> tf.keras.Model:

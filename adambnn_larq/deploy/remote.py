@@ -265,19 +265,7 @@ def benchmark_binary(
     """
     shell = shell or Shell()
     model_path, binary = Path(model_path), Path(binary)
-    if not model_path.is_file():
-        raise BenchmarkError(f"model file not found: {model_path}")
-    if not binary.is_file():
-        raise BenchmarkError(
-            f"benchmark binary not found: {binary} (download lce_benchmark_model_aarch64 from "
-            "the larq/compute-engine release that matches your converter)"
-        )
-    if shell.remote is None and not os.access(binary, os.X_OK):
-        raise BenchmarkError(f"benchmark binary {binary} is not executable (chmod +x it)")
-    for kernel in kernels:
-        if kernel not in KERNELS:
-            raise BenchmarkError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-
+    _check_inputs(model_path, binary, shell, kernels)
     remote_dir = None
     if shell.remote is not None:
         remote_dir = shell.run("mktemp -d -t adambnn-bench.XXXXXX").stdout.strip()
@@ -299,6 +287,7 @@ def benchmark_binary(
                 "want a 64-bit OS",
                 progress,
             )
+        settings = {"num_runs": num_runs, "warmup_runs": warmup_runs}
         runs = []
         for thread_count in threads:
             for kernel in kernels:
@@ -314,37 +303,13 @@ def benchmark_binary(
                 if profile:
                     flags.append("--enable_op_profiling=true")
                 command = " ".join(shlex.quote(part) for part in [executable, *flags])
-                before = _thermal(shell)
-                completed = shell.run(command, check=False)
-                after = _thermal(shell)
-                output = completed.stdout + completed.stderr
-                if completed.returncode != 0:
-                    raise BenchmarkError(
-                        f"{binary.name} failed on {shell.where} (exit {completed.returncode}):\n"
-                        + "\n".join(output.strip().splitlines()[-5:])
-                    )
-                try:
-                    timings = parse_benchmark_output(output)
-                except BenchmarkError as error:
-                    raise BenchmarkError(f"{binary.name} on {shell.where}: {error}") from error
-                run = {
-                    "threads": thread_count,
-                    "kernel": kernel,
-                    "xnnpack": use_xnnpack,
-                    **timings,
-                    "before": before,
-                    "after": after,
-                    "command": command,
-                }
-                if profile:
-                    try:
-                        run["profile"] = parse_op_profile(output).to_json()
-                    except ValueError as error:
-                        raise BenchmarkError(f"{binary.name} on {shell.where}: {error}") from error
-                runs.append(run)
+                run = _run_once(shell, command, binary.name, profile=profile)
+                runs.append(
+                    {"threads": thread_count, "kernel": kernel, "xnnpack": use_xnnpack} | run
+                )
                 _say(
                     f"  {thread_count} thread(s), {kernel}: Inference (avg) "
-                    f"{timings['inference_avg_ms']:.2f} ms",
+                    f"{run['inference_avg_ms']:.2f} ms",
                     progress,
                 )
     finally:
@@ -356,10 +321,51 @@ def benchmark_binary(
         "size_bytes": model_path.stat().st_size,
         "target": shell.remote or "local",
         "binary": str(binary),
-        "settings": {"num_runs": num_runs, "warmup_runs": warmup_runs},
+        "settings": settings,
         "system": system,
         "runs": runs,
     }
+
+
+def _check_inputs(model_path: Path, binary: Path, shell: Shell, kernels: Sequence[str]) -> None:
+    """Fail before anything runs or is copied."""
+    if not model_path.is_file():
+        raise BenchmarkError(f"model file not found: {model_path}")
+    if not binary.is_file():
+        raise BenchmarkError(
+            f"benchmark binary not found: {binary} (download lce_benchmark_model_aarch64 from "
+            "the larq/compute-engine release that matches your converter)"
+        )
+    if shell.remote is None and not os.access(binary, os.X_OK):
+        raise BenchmarkError(f"benchmark binary {binary} is not executable (chmod +x it)")
+    for kernel in kernels:
+        if kernel not in KERNELS:
+            raise BenchmarkError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+
+
+def _run_once(shell: Shell, command: str, name: str, *, profile: bool) -> dict[str, Any]:
+    """One configuration: the tool's timings, the board's clock and temperature before and
+    after, the command, and (``profile``) its op profile."""
+    before = _thermal(shell)
+    completed = shell.run(command, check=False)
+    after = _thermal(shell)
+    output = completed.stdout + completed.stderr
+    if completed.returncode != 0:
+        raise BenchmarkError(
+            f"{name} failed on {shell.where} (exit {completed.returncode}):\n"
+            + "\n".join(output.strip().splitlines()[-5:])
+        )
+    try:
+        timings = parse_benchmark_output(output)
+    except BenchmarkError as error:
+        raise BenchmarkError(f"{name} on {shell.where}: {error}") from error
+    run = {**timings, "before": before, "after": after, "command": command}
+    if profile:
+        try:
+            run["profile"] = parse_op_profile(output).to_json()
+        except ValueError as error:
+            raise BenchmarkError(f"{name} on {shell.where}: {error}") from error
+    return run
 
 
 def _thermal(shell: Shell) -> dict[str, Any]:
