@@ -5,6 +5,7 @@ Resume after kill -9 and the distribution strategies: test_training_equivalence.
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -126,3 +127,29 @@ def test_smoke_recipe_still_flips_signs_in_the_last_epoch_of_each_step(tmp_path)
             rows = list(csv.DictReader(file))
         assert len(rows) == 2  # the smoke recipe's two epochs
         assert float(rows[-1]["ff_ratio"]) > 0, (step, rows[-1])
+
+
+def test_a_stage_writes_its_graph_once_and_says_where_an_epochs_time_went(tmp_path, capsys):
+    """Each epoch is one fit call; the TensorBoard graph (seconds to write) is written by the
+    first only, and the epoch line splits its time into training, validation and the rest."""
+    import tensorflow as tf
+
+    config = resolve_config({**TINY, "schedule": "one-step", "epochs": 3})
+    train(config, tmp_path / "run", verbose=0)
+    lines = [line for line in capsys.readouterr().out.splitlines() if "] epoch " in line]
+    assert len(lines) == 3, lines
+    for line in lines:
+        total, training, validation, rest = (
+            int(x) for x in re.search(
+                r"; (\d+) s: training (\d+), validation (\d+), the rest \([^)]*\) (-?\d+)", line
+            ).groups()
+        )  # fmt: skip
+        # Rounded to whole seconds each, so the parts add up to the total within 2 s.
+        assert abs(training + validation + rest - total) <= 2, line
+    files = sorted((tmp_path / "run").glob("*/tensorboard/train/events.out.tfevents.*"))
+    graphs = sum(
+        bool(event.graph_def)
+        for path in files
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+    )
+    assert files and graphs == 1
