@@ -22,9 +22,6 @@ MODULES_OVER = {
 FUNCTIONS_OVER = {
     "data/pipelines.py:make_dataset": 121,  # TODO a dataset spec object (issue 23)
     "demo.py:_run_demo_in": 93,
-    "study/plan.py:load_study": 103,  # TODO split (issue 23)
-    "study/report.py:_study_markdown": 86,  # TODO split (issue 23)
-    "study/running.py:_run_study_in": 90,  # TODO split (issue 23)
     "training.py:run_stage": 134,  # TODO split (issue 23)
     "training.py:_train": 112,  # TODO split (issue 23)
 }

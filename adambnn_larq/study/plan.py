@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from adambnn_larq.config import TrainConfig, load_recipe, resolve_config
@@ -59,6 +59,10 @@ def _require(mapping: Any, key: str, kind: type, where: str) -> Any:
     return mapping[key]
 
 
+#: A run's values and where they come from (for messages) -> its configuration.
+_Resolve = Callable[[dict, str], TrainConfig]
+
+
 def _lr_name(learning_rate: float) -> str:
     return f"{learning_rate:g}"
 
@@ -95,6 +99,42 @@ def load_study(
     study_datasets = _require(study, "datasets", dict, where)
     study_runs = _require(study, "runs", list, where)
     arms = _require(study, "arms", dict, where)
+    validation_size, seeds, max_extensions = _selection(study, where)
+    paper = study.get("paper", {})
+    if datasets is not None:
+        unknown = sorted(set(datasets) - set(study_datasets))
+        if unknown:
+            raise StudyError(
+                f"{where} has no dataset(s) {', '.join(unknown)}; it has "
+                f"{', '.join(study_datasets)}"
+            )
+    names = _run_names(study_runs, runs, where)
+    by_name = dict(zip(names, study_runs))
+    _check_arms(study_runs, arms, by_name, where)
+
+    chosen = [run for run in study_runs if runs is None or run["name"] in runs]
+    wanted_arms = list(dict.fromkeys(run["arm"] for run in chosen))
+    selection_overrides = {"validation_size": validation_size}
+    sweeps, finals = [], []
+    for dataset, entry in study_datasets.items():
+        if datasets is not None and dataset not in datasets:
+            continue
+        recipe = load_recipe(
+            _require(entry, "recipe", str, f"{where}: datasets.{dataset}"), smoke=smoke
+        )
+        budget = {**entry.get("overrides", {}), **selection_overrides, "dataset": dataset}
+        resolve = _resolver(recipe, overrides)
+        for arm in wanted_arms:
+            sweeps += _sweep_runs(resolve, budget, by_name[arms[arm]["sweep_run"]], arm,
+                                  arms[arm]["learning_rates"], seeds[0], where)  # fmt: skip
+        for run in chosen:
+            run_where = f"{where}: runs[{names.index(run['name'])}] ({run['name']}) on {dataset}"
+            finals += _final_runs(resolve, budget, run, seeds, paper, run_where)
+    return Study(sweeps, finals, validation_size, list(seeds), max_extensions)
+
+
+def _selection(study: dict, where: str) -> tuple[int, list, int]:
+    """The study's ``selection``: the validation size, the seeds, the sweeps' extension cap."""
     selection = _require(study, "selection", dict, where)
     validation_size = _require(selection, "validation_size", int, f"{where}: selection")
     seeds = _require(selection, "seeds", list, f"{where}: selection")
@@ -110,14 +150,11 @@ def load_study(
             f"{where}: selection.seeds is {seeds}: each finding is a t-test over the seeds, "
             "which needs at least 2 different seeds (3 or more for useful power)"
         )
-    paper = study.get("paper", {})
-    if datasets is not None:
-        unknown = sorted(set(datasets) - set(study_datasets))
-        if unknown:
-            raise StudyError(
-                f"{where} has no dataset(s) {', '.join(unknown)}; it has "
-                f"{', '.join(study_datasets)}"
-            )
+    return validation_size, seeds, max_extensions
+
+
+def _run_names(study_runs: list, runs: Sequence[str] | None, where: str) -> list[str]:
+    """The names of the study's runs, unique, and every name of ``runs`` among them."""
     names = [_require(run, "name", str, f"{where}: runs[{i}]") for i, run in enumerate(study_runs)]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -128,7 +165,11 @@ def load_study(
             raise StudyError(
                 f"{where} has no run(s) {', '.join(unknown)}; it has {', '.join(names)}"
             )
-    by_name = dict(zip(names, study_runs))
+    return names
+
+
+def _check_arms(study_runs: list, arms: dict, by_name: dict[str, Any], where: str) -> None:
+    """Each run names an arm; each arm sweeps one of its own runs over a grid of rates."""
     for index, run in enumerate(study_runs):
         arm = _require(run, "arm", str, f"{where}: runs[{index}] ({run['name']})")
         if arm not in arms:
@@ -145,43 +186,56 @@ def load_study(
         if len(set(rates)) != len(rates):
             raise StudyError(f"{where}: arms.{arm}: learning_rates repeats a rate")
 
-    chosen = [run for run in study_runs if runs is None or run["name"] in runs]
-    wanted_arms = list(dict.fromkeys(run["arm"] for run in chosen))
-    selection_overrides = {"validation_size": validation_size}
-    sweeps, finals = [], []
-    for dataset, entry in study_datasets.items():
-        if datasets is not None and dataset not in datasets:
-            continue
-        recipe = load_recipe(
-            _require(entry, "recipe", str, f"{where}: datasets.{dataset}"), smoke=smoke
-        )
-        budget = {**entry.get("overrides", {}), **selection_overrides, "dataset": dataset}
 
-        def resolve(values: dict, run_where: str, recipe: dict = recipe) -> TrainConfig:
-            try:
-                return resolve_config({**recipe, **values}, list(overrides), where=run_where)
-            except ConfigError as error:
-                raise ConfigError(f"{run_where}: {error}") from error
+def _resolver(recipe: dict, overrides: Sequence[str]) -> _Resolve:
+    """Resolves a run's values over a dataset's base recipe, the command line's overrides last."""
 
-        for arm in wanted_arms:
-            base = by_name[arms[arm]["sweep_run"]]
-            for rate in arms[arm]["learning_rates"]:
-                run_name = f"sweep-{arm}-lr{_lr_name(rate)}"
-                values = {**budget, **base.get("overrides", {}), "learning_rate": rate,
-                          "seed": seeds[0], "evaluate_test": False}  # fmt: skip
-                config = resolve(values, f"{where}: {run_name} on {dataset}")
-                sweeps.append(
-                    StudyRun(dataset, run_name, config, {}, arm, "sweep", base=base["name"])
-                )
-        for run in chosen:
-            row = run.get("paper")
-            run_where = f"{where}: runs[{names.index(run['name'])}] ({run['name']}) on {dataset}"
-            if row is not None and row not in paper:
-                raise StudyError(f"{run_where}: paper row {row!r} is not in the study's 'paper'")
-            for seed in seeds:
-                values = {**budget, **run.get("overrides", {}), "seed": seed}
-                config = resolve(values, run_where)
-                finals.append(
-                    StudyRun(dataset, run["name"], config, paper.get(row, {}), run["arm"], "final")
-                )
-    return Study(sweeps, finals, validation_size, list(seeds), max_extensions)
+    def resolve(values: dict, run_where: str) -> TrainConfig:
+        try:
+            return resolve_config({**recipe, **values}, list(overrides), where=run_where)
+        except ConfigError as error:
+            raise ConfigError(f"{run_where}: {error}") from error
+
+    return resolve
+
+
+def _sweep_runs(
+    resolve: _Resolve,
+    budget: dict,
+    base: dict,
+    arm: str,
+    learning_rates: list[float],
+    seed: int,
+    where: str,
+) -> list[StudyRun]:
+    """One arm's sweep on one dataset: its ``sweep_run`` at each rate of its grid, one seed."""
+    sweeps = []
+    dataset = budget["dataset"]
+    for rate in learning_rates:
+        run_name = f"sweep-{arm}-lr{_lr_name(rate)}"
+        values = {**budget, **base.get("overrides", {}), "learning_rate": rate,
+                  "seed": seed, "evaluate_test": False}  # fmt: skip
+        config = resolve(values, f"{where}: {run_name} on {dataset}")
+        sweeps.append(StudyRun(dataset, run_name, config, {}, arm, "sweep", base=base["name"]))
+    return sweeps
+
+
+def _final_runs(
+    resolve: _Resolve,
+    budget: dict,
+    run: dict,
+    seeds: list[int],
+    paper: dict,
+    run_where: str,
+) -> list[StudyRun]:
+    """One final run of the study on one dataset, with each seed."""
+    row = run.get("paper")
+    if row is not None and row not in paper:
+        raise StudyError(f"{run_where}: paper row {row!r} is not in the study's 'paper'")
+    finals = []
+    for seed in seeds:
+        values = {**budget, **run.get("overrides", {}), "seed": seed}
+        config = resolve(values, run_where)
+        finals.append(StudyRun(budget["dataset"], run["name"], config, paper.get(row, {}),
+                               run["arm"], "final"))  # fmt: skip
+    return finals

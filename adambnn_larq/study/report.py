@@ -58,7 +58,15 @@ def _table(names: Sequence[str], finals: Sequence[StudyRun], rows: dict) -> list
 
 
 def _study_markdown(title: str, command: str, study: Study, sections: list, seconds: float) -> str:
-    lines = [
+    lines = _method_lines(title, command, study, seconds)
+    for section in sections:
+        lines += _dataset_lines(study, section)
+    return "\n".join(lines) + "\n"
+
+
+def _method_lines(title: str, command: str, study: Study, seconds: float) -> list[str]:
+    """The head of ``study.md``: the command, the machine, and how the study was run."""
+    return [
         f"# {title}",
         "",
         f"- Command: `{command}`",
@@ -87,59 +95,75 @@ def _study_markdown(title: str, command: str, study: Study, sections: list, seco
         f"(higher: more dependence on that start). {C2I_START_NOTE} Paper: binary ResNet-18 on "
         "ImageNet (Table 1 and the four-run comparison), for the direction of each effect.",
     ]
-    for section in sections:
-        dataset = section["dataset"]
-        lines += ["", f"## {dataset}", ""]
-        if section.get("skipped"):
-            lines += [f"Not run: {section['skipped']}"]
-            continue
-        finals = [run for run in study.finals if run.dataset == dataset]
-        config = finals[0].config
-        lines += [
-            f"Budget per run: {config.train_limit or 'all'} training images, batch "
-            f"{config.batch_size}, {config.model} width {config.width_multiplier}, "
-            f"lr_schedule {config.lr_schedule} (warm-up {config.warmup_epochs:g} epochs), "
-            f"distillation from the small teacher: {config.distillation}; test top-1 on "
-            f"{config.eval_limit or 'all'} test images. Training time of all runs: "
-            f"{section['training_minutes']:.1f} min.",
-            "",
-            "### Learning-rate sweep (validation split, seed "
-            f"{study.seeds[0]})",
-            "",
-            "| arm | sweep run | learning rate | validation top-1 % | chosen |",
-            "|---|---|---|---|---|",
-        ]
-        for sweep in section["sweep"]:
-            lines.append(
-                f"| {sweep['arm']} | {sweep['base']} | {sweep['learning_rate']:g}"
-                f"{' (extension)' if sweep.get('extension') else ''} | "
-                f"{'diverged' if sweep['diverged'] else _percent(sweep['validation_top1'])} | "
-                f"{'**yes**' if sweep['chosen'] else ''} |"
-            )
-        lines += ["", "Where an arm's best rate was the largest or smallest of its grid, the sweep "
-                  "added a point beyond it (spaced like the grid) and trained it, at most "
-                  f"{section['max_extensions']} times a side:", ""]  # fmt: skip
-        for arm, bracket in section["brackets"].items():
-            where = "inside the rates tried" if bracket["interior"] else "at an edge"
-            lines.append(f"- {arm}: {bracket['note']}; chosen "
-                         f"{section['learning_rates'][arm]:g}, {where}.")  # fmt: skip
-        names = list(dict.fromkeys(run.name for run in finals))
-        lines += ["", "### Final runs", ""] + _table(names, finals, section["rows"])
-        if section["below_chance_margin"]:
-            lines += ["", "Runs that did not clear chance by a wide margin (mean test top-1 < "
-                      f"50 %): {', '.join(section['below_chance_margin'])}."]  # fmt: skip
-        lines += ["", "### The paper's findings here", "", section["pairing"], "",
-                  "| finding | verdict | measured (mean ± sd) | effect in the paper's direction "
-                  f"[{100 * (1 - ALPHA):.0f} % CI], p (Holm), test, n |",
-                  "|---|---|---|---|"]  # fmt: skip
-        for finding in section["findings"]:
-            effects = "; ".join(_effect(c) for c in finding["comparisons"]) or "—"
-            lines.append(f"| {finding['claim']} | {finding['verdict']} | {finding['measured']} | "
-                         f"{effects} |")  # fmt: skip
-        lines += [
-            "",
-            f"Plots and the per-step table (saturation, SDAM, weights beyond ±1, dead weights) "
-            f"of the seed-{study.seeds[0]} final runs: "
-            f"[{dataset}/report/report.md]({dataset}/report/report.md).",
-        ]
-    return "\n".join(lines) + "\n"
+
+
+def _dataset_lines(study: Study, section: dict) -> list[str]:
+    """One dataset's part of ``study.md``: its budget, sweep, final runs and findings."""
+    dataset = section["dataset"]
+    lines = ["", f"## {dataset}", ""]
+    if section.get("skipped"):
+        return lines + [f"Not run: {section['skipped']}"]
+    finals = [run for run in study.finals if run.dataset == dataset]
+    config = finals[0].config
+    lines += [
+        f"Budget per run: {config.train_limit or 'all'} training images, batch "
+        f"{config.batch_size}, {config.model} width {config.width_multiplier}, "
+        f"lr_schedule {config.lr_schedule} (warm-up {config.warmup_epochs:g} epochs), "
+        f"distillation from the small teacher: {config.distillation}; test top-1 on "
+        f"{config.eval_limit or 'all'} test images. Training time of all runs: "
+        f"{section['training_minutes']:.1f} min.",
+        "",
+    ]
+    lines += _sweep_lines(study, section)
+    names = list(dict.fromkeys(run.name for run in finals))
+    lines += ["", "### Final runs", ""] + _table(names, finals, section["rows"])
+    if section["below_chance_margin"]:
+        lines += ["", "Runs that did not clear chance by a wide margin (mean test top-1 < "
+                  f"50 %): {', '.join(section['below_chance_margin'])}."]  # fmt: skip
+    lines += _findings_lines(section)
+    lines += [
+        "",
+        f"Plots and the per-step table (saturation, SDAM, weights beyond ±1, dead weights) "
+        f"of the seed-{study.seeds[0]} final runs: "
+        f"[{dataset}/report/report.md]({dataset}/report/report.md).",
+    ]
+    return lines
+
+
+def _sweep_lines(study: Study, section: dict) -> list[str]:
+    """The learning-rate sweep of a dataset: every rate tried, and how each arm's grid grew."""
+    lines = [
+        "### Learning-rate sweep (validation split, seed "
+        f"{study.seeds[0]})",
+        "",
+        "| arm | sweep run | learning rate | validation top-1 % | chosen |",
+        "|---|---|---|---|---|",
+    ]
+    for sweep in section["sweep"]:
+        lines.append(
+            f"| {sweep['arm']} | {sweep['base']} | {sweep['learning_rate']:g}"
+            f"{' (extension)' if sweep.get('extension') else ''} | "
+            f"{'diverged' if sweep['diverged'] else _percent(sweep['validation_top1'])} | "
+            f"{'**yes**' if sweep['chosen'] else ''} |"
+        )
+    lines += ["", "Where an arm's best rate was the largest or smallest of its grid, the sweep "
+              "added a point beyond it (spaced like the grid) and trained it, at most "
+              f"{section['max_extensions']} times a side:", ""]  # fmt: skip
+    for arm, bracket in section["brackets"].items():
+        where = "inside the rates tried" if bracket["interior"] else "at an edge"
+        lines.append(f"- {arm}: {bracket['note']}; chosen "
+                     f"{section['learning_rates'][arm]:g}, {where}.")  # fmt: skip
+    return lines
+
+
+def _findings_lines(section: dict) -> list[str]:
+    """The verdict on each of the paper's findings for a dataset, with its comparisons."""
+    lines = ["", "### The paper's findings here", "", section["pairing"], "",
+             "| finding | verdict | measured (mean ± sd) | effect in the paper's direction "
+             f"[{100 * (1 - ALPHA):.0f} % CI], p (Holm), test, n |",
+             "|---|---|---|---|"]  # fmt: skip
+    for finding in section["findings"]:
+        effects = "; ".join(_effect(c) for c in finding["comparisons"]) or "—"
+        lines.append(f"| {finding['claim']} | {finding['verdict']} | {finding['measured']} | "
+                     f"{effects} |")  # fmt: skip
+    return lines

@@ -246,61 +246,9 @@ def _run_study_in(
     sections = []
     tuned_finals = []  # the final runs with their arm's chosen rate (as given when skipped)
     for dataset in study.datasets:
-        sweeps = [run for run in study.sweeps if run.dataset == dataset]
-        finals = [run for run in study.finals if run.dataset == dataset]
-        try:
-            data.prepare(dataset, data_dir=finals[0].config.data_dir, download=False)
-        except data.DataNotFoundError as error:
-            print(f"[study] {dataset}: skipped, its data is not available ({error})", flush=True)
-            sections.append({"dataset": dataset, "skipped": f"the data is not available: {error}"})
-            tuned_finals += finals
-            continue
-        folder = output / dataset / "runs"
-        teachers: set[tuple] = set()  # the teachers this invocation has cached
-
-        def measure_sweep(run: StudyRun, folder: Path = folder) -> dict[str, Any]:
-            if (folder / run.directory / DIVERGED_FILE).is_file():
-                return {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
-            return _measured_row(folder / run.directory, run.directory)
-
-        sweeps, sweep_rows, rates, brackets = sweep_learning_rates(
-            sweeps,
-            lambda runs, folder=folder, teachers=teachers: _train_all(
-                runs, folder, verbose, jobs, teachers),  # fmt: skip
-            measure_sweep,
-            study.max_extensions,
-        )
-        print("[study] chosen learning rates: " + ", ".join(
-            f"{arm} {rate:g} ({brackets[arm]['note']})" for arm, rate in rates.items()),
-            flush=True)  # fmt: skip
-        finals = [
-            dataclasses.replace(run, config=dataclasses.replace(
-                run.config, learning_rate=rates[run.arm]))  # fmt: skip
-            for run in finals
-        ]
+        section, finals = _run_dataset(output, study, dataset, verbose, jobs)
+        sections.append(section)
         tuned_finals += finals
-        _train_all(finals, folder, verbose, jobs, teachers)
-        first_seed = [run for run in finals if run.config.seed == study.seeds[0]]
-        analyze([folder / r.directory for r in first_seed], output / dataset / REPORT_DIR,
-                labels=[r.name for r in first_seed])  # fmt: skip
-        measured = {run.directory: _measured_row(folder / run.directory, run.name)
-                    for run in finals}  # fmt: skip
-        rows = {}
-        for run_name in dict.fromkeys(run.name for run in finals):
-            per_seed = [measured[r.directory] for r in finals if r.name == run_name]
-            seeds = [r.config.seed for r in finals if r.name == run_name]
-            rows[run_name] = {key: seed_statistics([m.get(key) for m in per_seed], seeds)
-                              for key in METRICS}  # fmt: skip
-        matched, pairing = _seed_matched(folder, finals)
-        print(f"[study] {pairing}", flush=True)
-        below = [n for n, row in rows.items() if row["top1"] and row["top1"]["mean"] < 0.5]
-        minutes = sum(m["wall_time_s"] for m in measured.values())
-        minutes = (minutes + sum(r["wall_time_s"] for r in sweep_rows)) / 60
-        sections.append({"dataset": dataset, "sweep": sweep_rows, "learning_rates": rates,
-                         "brackets": brackets, "max_extensions": study.max_extensions,
-                         "rows": rows, "seed_matched": matched, "pairing": pairing,
-                         "findings": findings(rows, paired=matched), "below_chance_margin": below,
-                         "training_minutes": minutes})  # fmt: skip
     study = dataclasses.replace(study, finals=tuned_finals)
     seconds = time.perf_counter() - started
     command = command or f"adambnn study {name}" + (" --smoke" if smoke else "")
@@ -322,3 +270,74 @@ def _run_study_in(
     }
     atomic_write_text(output / STUDY_JSON, json.dumps(result, indent=2, default=str))
     return result
+
+
+def _run_dataset(
+    output: Path, study: Study, dataset: str, verbose: int, jobs: int
+) -> tuple[dict[str, Any], list[StudyRun]]:
+    """Sweep, train and measure the runs of one dataset.
+
+    Returns its section of the report and its final runs with their arm's chosen learning
+    rate (as given when its data is not available: then the section says it was skipped).
+    """
+    sweeps = [run for run in study.sweeps if run.dataset == dataset]
+    finals = [run for run in study.finals if run.dataset == dataset]
+    try:
+        data.prepare(dataset, data_dir=finals[0].config.data_dir, download=False)
+    except data.DataNotFoundError as error:
+        print(f"[study] {dataset}: skipped, its data is not available ({error})", flush=True)
+        return {"dataset": dataset, "skipped": f"the data is not available: {error}"}, finals
+    folder = output / dataset / "runs"
+    teachers: set[tuple] = set()  # the teachers this invocation has cached
+
+    def measure_sweep(run: StudyRun) -> dict[str, Any]:
+        if (folder / run.directory / DIVERGED_FILE).is_file():
+            return {"validation_top1": None, "wall_time_s": 0.0, "diverged": True}
+        return _measured_row(folder / run.directory, run.directory)
+
+    sweeps, sweep_rows, rates, brackets = sweep_learning_rates(
+        sweeps,
+        lambda runs: _train_all(runs, folder, verbose, jobs, teachers),
+        measure_sweep,
+        study.max_extensions,
+    )
+    print("[study] chosen learning rates: " + ", ".join(
+        f"{arm} {rate:g} ({brackets[arm]['note']})" for arm, rate in rates.items()),
+        flush=True)  # fmt: skip
+    finals = [
+        dataclasses.replace(run, config=dataclasses.replace(
+            run.config, learning_rate=rates[run.arm]))  # fmt: skip
+        for run in finals
+    ]
+    _train_all(finals, folder, verbose, jobs, teachers)
+    first_seed = [run for run in finals if run.config.seed == study.seeds[0]]
+    analyze([folder / r.directory for r in first_seed], output / dataset / REPORT_DIR,
+            labels=[r.name for r in first_seed])  # fmt: skip
+    measured, rows = _measure_finals(folder, finals)
+    matched, pairing = _seed_matched(folder, finals)
+    print(f"[study] {pairing}", flush=True)
+    below = [n for n, row in rows.items() if row["top1"] and row["top1"]["mean"] < 0.5]
+    minutes = sum(m["wall_time_s"] for m in measured.values())
+    minutes = (minutes + sum(r["wall_time_s"] for r in sweep_rows)) / 60
+    section = {"dataset": dataset, "sweep": sweep_rows, "learning_rates": rates,
+               "brackets": brackets, "max_extensions": study.max_extensions,
+               "rows": rows, "seed_matched": matched, "pairing": pairing,
+               "findings": findings(rows, paired=matched), "below_chance_margin": below,
+               "training_minutes": minutes}  # fmt: skip
+    return section, finals
+
+
+def _measure_finals(
+    folder: Path, finals: Sequence[StudyRun]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each final run's numbers (by run directory), and each study run's `seed_statistics`
+    of every metric over its seeds (by run name)."""
+    measured = {run.directory: _measured_row(folder / run.directory, run.name)
+                for run in finals}  # fmt: skip
+    rows = {}
+    for run_name in dict.fromkeys(run.name for run in finals):
+        per_seed = [measured[r.directory] for r in finals if r.name == run_name]
+        seeds = [r.config.seed for r in finals if r.name == run_name]
+        rows[run_name] = {key: seed_statistics([m.get(key) for m in per_seed], seeds)
+                          for key in METRICS}  # fmt: skip
+    return measured, rows
