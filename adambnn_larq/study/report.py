@@ -133,8 +133,7 @@ def _dataset_lines(study: Study, section: dict) -> list[str]:
 def _sweep_lines(study: Study, section: dict) -> list[str]:
     """The learning-rate sweep of a dataset: every rate tried, and how each arm's grid grew."""
     lines = [
-        "### Learning-rate sweep (validation split, seed "
-        f"{study.seeds[0]})",
+        f"### Learning-rate sweep (validation split, seed {study.seeds[0]})",
         "",
         "| arm | sweep run | learning rate | validation top-1 % | chosen |",
         "|---|---|---|---|---|",

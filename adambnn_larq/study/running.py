@@ -125,7 +125,7 @@ def _train_run(
     if done.returncode != 0:
         tail = log_path.read_text()[-2000:]
         if run.kind == "sweep" and "TrainingDiverged" in tail:
-            diverged(tail[tail.rindex("TrainingDiverged"):])
+            diverged(tail[tail.rindex("TrainingDiverged") :])
             return
         raise StudyError(f"{where} failed (exit {done.returncode}); end of {log_path}:\n{tail}")
     sys.stdout.write(f"{where}: finished\n")
@@ -164,8 +164,9 @@ def _train_all(
         return
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         futures = [
-            pool.submit(_train_run, run, folder / run.directory, numbered[id(run)], len(runs),
-                        verbose)  # fmt: skip
+            pool.submit(
+                _train_run, run, folder / run.directory, numbered[id(run)], len(runs), verbose
+            )  # fmt: skip
             for run in rest
         ]
         for future in futures:
@@ -225,9 +226,8 @@ def _earlier_study(output: Path) -> str | None:
     if names - {STUDY_FILE, STUDY_JSON, *DATASET_NAMES}:
         return None
     for dataset in names & set(DATASET_NAMES):
-        if not (output / dataset).is_dir() or {
-            p.name for p in (output / dataset).iterdir()
-        } - {"runs", REPORT_DIR}:
+        folder = output / dataset
+        if not folder.is_dir() or {p.name for p in folder.iterdir()} - {"runs", REPORT_DIR}:
             return None
     return f"a study directory of an earlier adambnn-larq ({', '.join(sorted(names))})"
 
@@ -264,8 +264,9 @@ def _run_study_in(
         "seconds_this_invocation": seconds,
         "validation_size": study.validation_size,
         "seeds": study.seeds,
-        "runs": {f"{r.dataset}/{r.directory}": {"paper": r.paper, "arm": r.arm}
-                 for r in study.finals},  # fmt: skip
+        "runs": {
+            f"{r.dataset}/{r.directory}": {"paper": r.paper, "arm": r.arm} for r in study.finals
+        },  # fmt: skip
         "datasets": sections,
     }
     atomic_write_text(output / STUDY_JSON, json.dumps(result, indent=2, default=str))
@@ -305,8 +306,9 @@ def _run_dataset(
         f"{arm} {rate:g} ({brackets[arm]['note']})" for arm, rate in rates.items()),
         flush=True)  # fmt: skip
     finals = [
-        dataclasses.replace(run, config=dataclasses.replace(
-            run.config, learning_rate=rates[run.arm]))  # fmt: skip
+        dataclasses.replace(
+            run, config=dataclasses.replace(run.config, learning_rate=rates[run.arm])
+        )  # fmt: skip
         for run in finals
     ]
     _train_all(finals, folder, verbose, jobs, teachers)

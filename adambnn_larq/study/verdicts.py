@@ -143,8 +143,13 @@ def findings(rows: dict[str, dict[str, Any]], *, paired: bool = True) -> list[di
 
     def two_step_c2i(two_step_key: str) -> list[tuple[str, str]]:
         # One-step runs have one start: their c2i_run is their c2i_step.
-        return [("adam-2step-wd1e-05", two_step_key), ("adam-1step-wd1e-05", "c2i_run"),
-                ("adam-2step-wd5e-06", two_step_key), ("adam-1step-wd5e-06", "c2i_run")]
+        return [
+            ("adam-2step-wd1e-05", two_step_key),
+            ("adam-1step-wd1e-05", "c2i_run"),
+            ("adam-2step-wd5e-06", two_step_key),
+            ("adam-1step-wd5e-06", "c2i_run"),
+        ]
+
     chain = [(i + 1, i) for i in range(3)]  # each larger decay above the smaller one
     return [
         check("Adam beats SGD in top-1 (one-step, decay 0)",
