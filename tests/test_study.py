@@ -13,9 +13,6 @@ from adambnn_larq.config import ConfigError
 from adambnn_larq.study import (
     TWO_STEP_C2I_CLAIM,
     StudyError,
-    _measured_row,
-    _seed_matched,
-    _train_all,
     choose_learning_rates,
     compare,
     finding_verdict,
@@ -25,6 +22,7 @@ from adambnn_larq.study import (
     seed_statistics,
     sweep_learning_rates,
 )
+from adambnn_larq.study.running import _measured_row, _seed_matched, _train_all
 from adambnn_larq.training import teacher_identity
 
 RUN_NAMES = [
@@ -192,14 +190,15 @@ def test_the_sweep_extension_stops_at_the_cap_and_says_so(tmp_path):
 
 
 def test_only_the_first_run_of_a_teacher_waits_for_it(tmp_path, monkeypatch):
-    import adambnn_larq.study as study_module
+    # _train_all looks _train_run up in its own module.
+    from adambnn_larq.study import running
 
     calls = []
 
     def record(run, run_dir, number, total, verbose, in_process=False):
         calls.append((run.directory, in_process))
 
-    monkeypatch.setattr(study_module, "_train_run", record)
+    monkeypatch.setattr(running, "_train_run", record)
     study = load_study("paper_study", datasets=["fashion_mnist"],
                        runs=["adam-1step-wd0", "sgd-1step-wd0"])  # fmt: skip
     teachers: set[tuple] = set()
