@@ -168,9 +168,7 @@ def test_the_cached_small_teacher_depends_on_the_data(tmp_path):
     info = dataset_info("fashion_mnist")
     elsewhere = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
                                 "data_dir": str(tmp_path)})  # fmt: skip
-    assert training._teacher_cache_key(config, info) != training._teacher_cache_key(
-        elsewhere, info
-    )
+    assert training._teacher_cache_key(config, info) != training._teacher_cache_key(elsewhere, info)
     folder = {**TINY, "dataset": "image_folder", "data_dir": str(tmp_path), "distillation": True,
               "teacher": "small_teacher"}  # fmt: skip
     folder_config = resolve_config(folder)
@@ -221,8 +219,10 @@ def test_a_run_waits_for_the_teacher_another_process_is_training(tmp_path, capsy
     config = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
                              "teacher_epochs": 1, "teacher_width": 4})  # fmt: skip
     info = dataset_info("fashion_mnist")
-    cache_dir = tmp_path / training.TEACHERS_DIR / (
-        f"fashion_mnist-{training._teacher_cache_key(config, info)}"
+    cache_dir = (
+        tmp_path
+        / training.TEACHERS_DIR
+        / (f"fashion_mnist-{training._teacher_cache_key(config, info)}")
     )
     cache_dir.mkdir(parents=True)
     holder = subprocess.Popen(
