@@ -252,6 +252,8 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         ssh_options=args.ssh_option or (),
     )
     run = benchmark_files(request)
+    for line in run.headlines:
+        print(line)
     print(run.table, end="")
     print(f"wrote {', '.join(str(path) for path in run.written)}")
     return 0
