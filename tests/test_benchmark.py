@@ -22,6 +22,7 @@ import adambnn_larq as ab
 from adambnn_larq import cli
 from adambnn_larq import deploy as benchmark
 from adambnn_larq import deploy as lce_tools
+from adambnn_larq.deploy.tables import host_headlines
 from adambnn_larq.models import reactnet_block
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -309,7 +310,61 @@ def test_float_tflite_of_block_matches_keras(block_files):
     np.testing.assert_allclose(got, baseline(x).numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_host_benchmark_command_with_float_baseline(block_files, tmp_path):
+def _timing(name, kernel, threads, median):
+    return {"name": name, "kernel": kernel, "threads": threads, "median_ms": median}
+
+
+@pytest.mark.parametrize(
+    "default_ms, indirect_ms, float_ms, expected",
+    [
+        (
+            3.56,
+            0.83,
+            1.30,
+            "host latency: 0.83 ms (LCE indirect_bgemm kernel, 1 thread, median), 1.57x faster "
+            "than float (1.30 ms); default kernel 3.56 ms",
+        ),
+        (
+            0.5,
+            0.9,
+            1.0,
+            "host latency: 0.50 ms (LCE default kernel, 1 thread, median), 2.00x faster than "
+            "float (1.00 ms); indirect_bgemm kernel 0.90 ms",
+        ),
+        (
+            4.0,
+            2.0,
+            1.0,
+            "host latency: 2.00 ms (LCE indirect_bgemm kernel, 1 thread, median), 2.00x slower "
+            "than float (1.00 ms); default kernel 4.00 ms",
+        ),
+        (
+            4.0,
+            2.0,
+            None,
+            "host latency: 2.00 ms (LCE indirect_bgemm kernel, 1 thread, median); default "
+            "kernel 4.00 ms",
+        ),
+    ],
+)
+def test_the_fastest_kernel_leads_the_summary(default_ms, indirect_ms, float_ms, expected):
+    timings = [
+        _timing("lce", "default", 1, default_ms),
+        _timing("lce", "indirect_bgemm", 1, indirect_ms),
+    ]
+    if float_ms is not None:
+        timings.append(_timing("float", "float", 1, float_ms))
+    # A second thread count gets its own line, led by its own fastest kernel.
+    timings += [_timing("lce", "default", 2, 0.4), _timing("lce", "indirect_bgemm", 2, 0.7)]
+    lines = host_headlines({"timings": timings})
+    assert lines[0] == expected
+    assert lines[1] == (
+        "host latency: 0.40 ms (LCE default kernel, 2 threads, median); indirect_bgemm kernel "
+        "0.70 ms"
+    )
+
+
+def test_host_benchmark_command_with_float_baseline(block_files, tmp_path, capsys):
     h5, tflite = block_files
     output = tmp_path / "host.json"
     status = cli.main(
@@ -347,6 +402,16 @@ def test_host_benchmark_command_with_float_baseline(block_files, tmp_path):
     assert result["float_size_bytes"] > 0
     markdown = output.with_suffix(".md").read_text()
     assert markdown.count("\n") == 2 + 6 and "median ms" in markdown
+    printed = capsys.readouterr().out.splitlines()
+    for threads, line in zip((1, 2), printed):
+        lce = [t for t in result["timings"] if t["name"] == "lce" and t["threads"] == threads]
+        fastest = min(lce, key=lambda t: t["median_ms"])
+        assert line.startswith(
+            f"host latency: {fastest['median_ms']:.2f} ms (LCE {fastest['kernel']} kernel, "
+            f"{threads} thread"
+        ), line
+        assert "than float (" in line
+    assert result["headlines"] == printed[:2]
 
 
 # ----------------------------------------------------------------------------- lce_benchmark_model

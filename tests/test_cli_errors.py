@@ -44,6 +44,8 @@ from adambnn_larq import cli
         (["benchmark", "m.tflite", "--num-threads", "1,5000"], "thread counts must be in 1..1024"),
         (["benchmark", "m.tflite", "--ssh-port", "70000"], "--ssh-port: must be <= 65,535"),
         (["demo", "--samples", "10000000", "--run-dir", "blocker/d"], "must be <= 100,000"),
+        (["evaluate", "m.h5", "--limit", "0"], "argument --limit: must be >= 1, got 0"),
+        (["evaluate", "m.h5", "--batch-size", "100000"], "--batch-size: must be <= 65,536"),
         (["study", "--jobs", "100000", "--output", "blocker/s"], "--jobs: must be <= 256"),
         (
             ["convert", "m.h5", "-o", "m.tflite", "--default-int8-range", "3,-3"],

@@ -18,6 +18,8 @@ class CommandError(AdambnnError):
 #: typo (an extra digit or two) is refused at once instead of running for days.
 MAX_RUNS = 100_000  # timed or warm-up runs of a benchmark
 MAX_SAMPLES = 100_000  # inputs to verify (ImageNet's validation split has 50,000)
+MAX_IMAGES = 100_000_000  # images to evaluate (ImageNet's training split has 1.3 million)
+MAX_BATCH = 65_536
 MAX_THREADS = 1024
 MAX_JOBS = 256  # processes or logical devices
 MAX_STEPS = 1_000_000

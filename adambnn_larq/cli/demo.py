@@ -25,7 +25,7 @@ def _print_summary(run_dir: Path, result: dict[str, Any]) -> None:
         f"{verification['within_tolerance']:.1%} within tolerance, max |diff| "
         f"{verification['max_abs_diff']:.2g}, top-1 agreement {verification['top1_agreement']:.1%}"
     )
-    print(f"host latency (LCE, 1 thread, median): {result['latency_ms_median']:.2f} ms")
+    print(result["latency_summary"])
     print(f"analysis report: {result['report']}")
     print(f"everything: {run_dir} ({DEMO_SUMMARY}); {result['seconds_this_invocation']:.0f} s")
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from adambnn_larq.cli.arguments import (
+    MAX_BATCH,
     MAX_CLASSES,
+    MAX_IMAGES,
     MAX_RUNS,
     MAX_SAMPLES,
     MAX_SIZE,
@@ -23,6 +26,7 @@ from adambnn_larq.config import (
     ARCHITECTURES,
     COMPRESSED_MIN_AGREEMENT,
     CONVERSION_ROUTES,
+    DATASET_NAMES,
     DEFAULT_ATOL,
     DEFAULT_RTOL,
     INTERPRETER_KERNELS,
@@ -94,6 +98,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_convert_command(subparsers)
     _add_verify_command(subparsers)
     _add_benchmark_command(subparsers)
+    _add_evaluate_command(subparsers)
 
 
 def _add_convert_command(subparsers: argparse._SubParsersAction) -> None:
@@ -247,6 +252,8 @@ def _benchmark_command(args: argparse.Namespace) -> int:
         ssh_options=args.ssh_option or (),
     )
     run = benchmark_files(request)
+    for line in run.headlines:
+        print(line)
     print(run.table, end="")
     print(f"wrote {', '.join(str(path) for path in run.written)}")
     return 0
@@ -359,3 +366,62 @@ def add_import_command(subparsers: argparse._SubParsersAction) -> None:
         help="square input size of the Keras model",
     )
     parser.set_defaults(func=_import_command)
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    from adambnn_larq.deploy.evaluate import evaluate_to_file
+
+    result = evaluate_to_file(
+        args.model,
+        args.output,
+        dataset=args.dataset,
+        split=args.split,
+        data_dir=args.data_dir,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        kernel=args.kernel,
+        threads=args.num_threads,
+        say=None if args.quiet else lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(result.summary())
+    if args.output:
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="top-1/top-5 accuracy of a .h5/.keras or .tflite model over a dataset split",
+        description="Run a Keras model or its LCE .tflite (LCE interpreter) over a dataset "
+        "split, batch by batch, with the preprocessing the training pipeline evaluates with "
+        "for that dataset and the model's input size (ImageNet at 224: resize 256, center "
+        "crop 224). Prints top-1, top-5 and the image count; --output writes them as JSON.",
+    )
+    parser.add_argument("model", help="model file: .h5, .hdf5, .keras or .tflite")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASET_NAMES,
+        default="imagenet2012",
+        help="dataset (default imagenet2012); its class count must be the model's",
+    )
+    parser.add_argument("--split", help="split (default: the dataset's evaluation split)")
+    parser.add_argument("--data-dir", help="dataset directory (see adambnn_larq.data)")
+    parser.add_argument(
+        "--limit", type=int_in(1, MAX_IMAGES), help="only the first N images of the split"
+    )
+    parser.add_argument(
+        "--batch-size", type=int_in(1, MAX_BATCH), default=32, help="images per batch (32)"
+    )
+    parser.add_argument(
+        "--kernel",
+        choices=INTERPRETER_KERNELS,
+        default="default",
+        help=".tflite: LCE binary-conv kernel (indirect_bgemm is several times faster on x86)",
+    )
+    parser.add_argument(
+        "--num-threads", type=int_in(1, MAX_THREADS), default=1, help=".tflite: threads (1)"
+    )
+    parser.add_argument("--output", "-o", help="write the result here as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no start and progress lines")
+    parser.set_defaults(func=_evaluate_command)

@@ -6,7 +6,8 @@ One module per job: `flatbuffer` (read a .tflite), `convert` (audit and convert)
 (``lce_benchmark_model`` over ssh), `tables` (their markdown), `pytorch_import` (checkpoints),
 `fold` (the deployment graph of a ReActNet: constants folded, fewer float ops), `compress`
 (int8/float16 weight storage), `profile` (time per op: host replay, board op profiler),
-`interpreter` (the one LCE interpreter factory), `jobs` (the ``convert``, ``verify`` and
+`interpreter` (the one LCE interpreter factory), `evaluate` (top-1/top-5 of a ``.h5`` or
+``.tflite`` over a dataset split), `jobs` (the ``convert``, ``verify`` and
 ``benchmark`` commands' work, without argparse).
 The core (`adambnn_larq` models, training, data, analysis) never imports this package.
 """
@@ -42,6 +43,7 @@ from adambnn_larq.deploy.convert import (
     convert_model,
     load_keras_model,
 )
+from adambnn_larq.deploy.evaluate import EvaluationResult, evaluate_model
 from adambnn_larq.deploy.flatbuffer import io_details, op_census
 from adambnn_larq.deploy.fold import FoldedPReLU, NotFoldableError, fold_for_deployment
 from adambnn_larq.deploy.interpreter import lce_interpreter
@@ -67,7 +69,12 @@ from adambnn_larq.deploy.remote import (
     parse_benchmark_output,
     parse_system_info,
 )
-from adambnn_larq.deploy.tables import BINARY_TABLE_HEADER, binary_markdown_rows, host_markdown
+from adambnn_larq.deploy.tables import (
+    BINARY_TABLE_HEADER,
+    binary_markdown_rows,
+    host_headlines,
+    host_markdown,
+)
 from adambnn_larq.deploy.verify import (
     VerificationResult,
     dataset_inputs,
@@ -96,6 +103,7 @@ __all__ = [
     "Configuration",
     "ConversionError",
     "ConversionResult",
+    "EvaluationResult",
     "FoldedPReLU",
     "ImportReport",
     "LayerFinding",
@@ -119,11 +127,13 @@ __all__ = [
     "convert_float_tflite",
     "convert_model",
     "dataset_inputs",
+    "evaluate_model",
     "decide_step",
     "detect_architecture",
     "float_baseline",
     "fold_for_deployment",
     "heartbeat",
+    "host_headlines",
     "host_info",
     "host_markdown",
     "import_pytorch",

@@ -222,11 +222,13 @@ class BenchmarkRequest:
 
 @dataclasses.dataclass
 class BenchmarkRun:
-    """The result written as JSON (``result``), its markdown table, and the files written."""
+    """The result written as JSON (``result``), its markdown table, the files written, and
+    (host) the summary lines led by the fastest kernel (`tables.host_headlines`)."""
 
     result: dict[str, Any]
     table: str
     written: list[Path]
+    headlines: list[str] = dataclasses.field(default_factory=list)
 
 
 def _benchmark_outputs(request: BenchmarkRequest) -> tuple[Path, Path]:
@@ -397,6 +399,12 @@ def benchmark_files(request: BenchmarkRequest, *, say: Say = _to_stderr) -> Benc
         if request.baseline_float:
             float_flatbuffer = _float_baseline(request.baseline_float)
         result, table = _benchmark_on_host(request, flatbuffer, float_flatbuffer, say)
+    headlines: list[str] = []
+    if not binary:
+        from adambnn_larq.deploy.tables import host_headlines
+
+        headlines = host_headlines(result)
+        result["headlines"] = headlines
     result["markdown"] = table
     contents = {
         output: (json.dumps(result, indent=2) + "\n").encode(),
@@ -404,4 +412,6 @@ def benchmark_files(request: BenchmarkRequest, *, say: Say = _to_stderr) -> Benc
     }
     if request.save_baseline and float_flatbuffer is not None:
         contents[Path(request.save_baseline)] = float_flatbuffer
-    return BenchmarkRun(result=result, table=table, written=write_all_or_nothing(contents))
+    return BenchmarkRun(
+        result=result, table=table, written=write_all_or_nothing(contents), headlines=headlines
+    )
