@@ -59,6 +59,7 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--study", default="paper_study")
     parser.add_argument("--run", default="adam-2step-wd5e-06", help="a final run of the study")
+    parser.add_argument("--dataset", default="fashion_mnist")
     parser.add_argument("--seeds", default="0,1", help="one process each, all at once")
     parser.add_argument("--learning-rate", type=float, default=2.5e-3)
     parser.add_argument("--train-limit", type=int, default=2000)
@@ -72,6 +73,7 @@ def _parse_args() -> argparse.Namespace:
 def _runs(args: argparse.Namespace) -> list[StudyRun]:
     study = load_study(
         args.study,
+        datasets=[args.dataset],
         runs=[args.run],
         overrides=[f"train_limit={args.train_limit}", f"eval_limit={args.eval_limit}"],
     )
@@ -121,6 +123,8 @@ def _fingerprint(run_dir: Path) -> dict[str, Any]:
             return {k: untimed(v) for k, v in value.items() if not TIME_FIELDS.search(k)}
         if isinstance(value, list):
             return [untimed(v) for v in value]
+        if isinstance(value, str):  # paths name the round's folder
+            return value.replace(str(run_dir.parent), "<round>")
         return value
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -137,6 +141,10 @@ def _epoch_split(run_dir: Path) -> list[list[int]]:
     return [[int(x) for x in match.groups()] for match in EPOCH_LINE.finditer(text)]
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
 def main() -> None:
     args = _parse_args()
     runs = _runs(args)
@@ -144,6 +152,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="study-run-cost-"))
     print(f"study_run_cost: {len(runs)} runs at once, settings {settings}, in {work}", flush=True)
     warm_seconds = _train_together(runs, work / "warm-up", "default")
+    warm_split = [split for run in runs for split in _epoch_split(work / "warm-up" / run.directory)]
     print(f"warm-up (trains the teachers): {warm_seconds:.0f} s", flush=True)
     timings: dict[str, list[float]] = {s: [] for s in settings}
     splits: dict[str, list[list[int]]] = {s: [] for s in settings}
@@ -158,7 +167,7 @@ def main() -> None:
                 splits[setting] += _epoch_split(folder / run.directory)
             fingerprints.setdefault(setting, [_fingerprint(folder / r.directory) for r in runs])
             print(f"round {round_number + 1}, threads {setting}: {seconds:.0f} s", flush=True)
-    reference = fingerprints[settings[0]]
+    reference = fingerprints.get(settings[0])
     result = {
         "command": " ".join(["python", *sys.argv]),
         "date": time.strftime("%Y-%m-%d"),
@@ -167,17 +176,17 @@ def main() -> None:
         "train_limit": args.train_limit,
         "eval_limit": args.eval_limit,
         "warm_up_seconds": warm_seconds,
+        "warm_up_epoch_splits_s": warm_split,
         "settings": {
             setting: {
                 "wall_seconds": timings[setting],
-                "median_wall_seconds": statistics.median(timings[setting]),
-                "speed_up_vs_first": statistics.median(timings[settings[0]])
-                / statistics.median(timings[setting]),
+                "median_wall_seconds": _median(timings[setting]),
+                "speed_up_vs_first": _median(timings[settings[0]]) / _median(timings[setting]),
                 "median_epoch_split_s": {
-                    name: statistics.median(split[i] for split in splits[setting])
+                    name: statistics.median(split[i] for split in splits[setting] or [[0] * 4])
                     for i, name in enumerate(("total", "training", "validation", "rest"))
                 },
-                "results_identical_to_first": fingerprints[setting] == reference,
+                "results_identical_to_first": fingerprints.get(setting) == reference,
             }
             for setting in settings
         },
