@@ -21,8 +21,6 @@ MODULES_OVER = {
 FUNCTIONS_OVER = {
     "data/pipelines.py:make_dataset": 121,  # TODO a dataset spec object (issue 23)
     "demo.py:_run_demo_in": 91,
-    "training/driver.py:_train": 112,  # TODO split (issue 23)
-    "training/stage.py:run_stage": 141,  # TODO split (issue 23)
 }
 
 

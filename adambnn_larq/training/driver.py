@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,7 @@ from adambnn_larq.training.checks import (
     earlier_run,
     run_inputs,
 )
-from adambnn_larq.training.schedule import build_student, schedule_steps
+from adambnn_larq.training.schedule import Step, build_student, schedule_steps
 from adambnn_larq.training.stage import run_stage
 from adambnn_larq.training.strategy import _is_chief
 from adambnn_larq.training.teacher import cache_teacher_logits, prepare_teacher
@@ -167,60 +168,22 @@ def _train(
     for warning in dict.fromkeys(idle_epochs_warning(config.lr_schedule, s.epochs) for s in steps):
         if warning:
             print(f"warning: {warning}", flush=True)
-    teacher = teacher_logits = None
-    if config.distillation:
-        teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
-        summary.update(teacher_summary)
-        if not config.augment:
-            started = time.perf_counter()
-            teacher_logits = cache_teacher_logits(teacher, config, info)
-            print(
-                f"[teacher] logits of {len(teacher_logits)} training images cached "
-                f"(augment=false) in {time.perf_counter() - started:.0f} s",
-                flush=True,
-            )
-            teacher = None  # the students read the cached logits; the teacher is not run
+    teacher, teacher_logits = _distillation_teacher(
+        config, info, run_dir, strategy, verbose, summary
+    )
 
     # Gradient statistics read per-replica gradients; they are defined for one replica only.
     single_replica = strategy.num_replicas_in_sync == 1
     for index, step in enumerate(steps):
         step_dir = run_dir / step.name
         tf.keras.utils.set_random_seed(config.seed + index)
-
-        def optimizer_factory(steps_per_epoch: int, step=step):
-            schedule = learning_rate_schedule(
-                config.lr_schedule,
-                step.learning_rate,
-                epochs=step.epochs,
-                steps_per_epoch=steps_per_epoch,
-                warmup_epochs=config.warmup_epochs,
-            )
-            return make_optimizer(
-                config.optimizer,
-                schedule,
-                beta_1=config.adam_beta_1,
-                beta_2=config.adam_beta_2,
-                epsilon=config.adam_epsilon,
-                momentum=config.momentum,
-            )
-
-        def make_trainer(network, step=step):
-            return BNNTrainer(
-                network,
-                teacher=teacher,
-                weight_decay=step.weight_decay,
-                weight_decay_mode=config.weight_decay_mode,
-                label_smoothing=config.label_smoothing,
-                track_gradients=config.analysis and single_replica,
-            )
-
         init = run_dir / step.init_from / BEST_MODEL if step.init_from else None
         result = run_stage(
             step_dir,
             name=step.name,
             build=lambda step=step: build_student(config, info, step),
-            make_trainer=make_trainer,
-            optimizer_factory=optimizer_factory,
+            make_trainer=_trainer_factory(config, step, teacher, single_replica),
+            optimizer_factory=_optimizer_factory(config, step),
             epochs=step.epochs,
             config=config,
             info=info,
@@ -249,3 +212,73 @@ def _train(
         if _is_chief(strategy):
             atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
+
+
+def _distillation_teacher(
+    config: TrainConfig,
+    info,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy,
+    verbose: int,
+    summary: dict[str, Any],
+) -> tuple[tf.keras.Model | None, np.ndarray | None]:
+    """The teacher the students run, or instead (a run without augmentation) its logits, which
+    they read; (None, None) for a run without distillation. The teacher goes into ``summary``."""
+    teacher = teacher_logits = None
+    if config.distillation:
+        teacher, teacher_summary = prepare_teacher(config, info, run_dir, strategy, verbose)
+        summary.update(teacher_summary)
+        if not config.augment:
+            started = time.perf_counter()
+            teacher_logits = cache_teacher_logits(teacher, config, info)
+            print(
+                f"[teacher] logits of {len(teacher_logits)} training images cached "
+                f"(augment=false) in {time.perf_counter() - started:.0f} s",
+                flush=True,
+            )
+            teacher = None  # the students read the cached logits; the teacher is not run
+    return teacher, teacher_logits
+
+
+def _optimizer_factory(
+    config: TrainConfig, step: Step
+) -> Callable[[int], tf.keras.optimizers.Optimizer]:
+    """``step``'s fresh optimizer for a number of steps per epoch, which `run_stage` knows."""
+
+    def optimizer_factory(steps_per_epoch: int):
+        schedule = learning_rate_schedule(
+            config.lr_schedule,
+            step.learning_rate,
+            epochs=step.epochs,
+            steps_per_epoch=steps_per_epoch,
+            warmup_epochs=config.warmup_epochs,
+        )
+        return make_optimizer(
+            config.optimizer,
+            schedule,
+            beta_1=config.adam_beta_1,
+            beta_2=config.adam_beta_2,
+            epsilon=config.adam_epsilon,
+            momentum=config.momentum,
+        )
+
+    return optimizer_factory
+
+
+def _trainer_factory(
+    config: TrainConfig, step: Step, teacher: tf.keras.Model | None, single_replica: bool
+) -> Callable[[tf.keras.Model], BNNTrainer]:
+    """Wraps ``step``'s network into its trainer: distilling from ``teacher`` (None: the labels,
+    or the cached logits the batches carry), with the step's weight decay."""
+
+    def make_trainer(network):
+        return BNNTrainer(
+            network,
+            teacher=teacher,
+            weight_decay=step.weight_decay,
+            weight_decay_mode=config.weight_decay_mode,
+            label_smoothing=config.label_smoothing,
+            track_gradients=config.analysis and single_replica,
+        )
+
+    return make_trainer

@@ -3,6 +3,7 @@ checkpoint after each, resumed from its checkpoint; its datasets and the per-epo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -197,18 +198,7 @@ def run_stage(  # noqa: PLR0913 - every part of a stage is the caller's to choos
     """
     result_path = stage_dir / RESULT_FILE
     if result_path.exists():
-        result = read_json(result_path)
-        monitored = _monitored(config)
-        if not isinstance(result.get(f"{monitored}_accuracy"), (int, float)):
-            raise ReportError(
-                f"{result_path}: field '{monitored}_accuracy' is missing; delete the file to "
-                "evaluate the step again"
-            )
-        print(
-            f"[{name}] already finished: {monitored} accuracy "
-            f"{result[f'{monitored}_accuracy']:.4f} (skipped)"
-        )
-        return result
+        return _finished_result(result_path, config, name)
     chief = _is_chief(strategy)
     # Non-chief workers of a multi-worker run must write their checkpoints elsewhere.
     work_dir = stage_dir if chief else stage_dir / f".worker-{os.getpid()}"
@@ -218,35 +208,19 @@ def run_stage(  # noqa: PLR0913 - every part of a stage is the caller's to choos
     monitored = _monitored(config)
 
     with strategy.scope():
-        network = build()
-        trainer = make_trainer(network)
-        optimizer = optimizer_factory(steps_per_epoch)
-        trainer.compile(optimizer, jit_compile=config.jit_compile)
-        create_optimizer_variables(optimizer, trainer.trainable_variables)
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
-        best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
-        seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
-        checkpoint = tf.train.Checkpoint(
-            model=network,
-            optimizer=optimizer,
-            epochs_done=epoch_var,
-            best_accuracy=best_var,
-            seconds=seconds_var,
+        stage = _build_stage(
+            name, work_dir, build, make_trainer, optimizer_factory, steps_per_epoch, config
         )
     # Two are kept, so a checkpoint damaged on disk (or cut short by a crash) still leaves the
     # one before it.
-    manager = tf.train.CheckpointManager(checkpoint, work_dir / CHECKPOINTS_DIR, max_to_keep=2)
-    # Every worker resumes from the chief's checkpoint (the run directory is shared).
-    if restore_checkpoint(checkpoint, stage_dir / CHECKPOINTS_DIR, name):
-        print(f"[{name}] resuming after epoch {int(epoch_var.numpy())} of {epochs}")
-    elif init_weights is not None:
-        copy_weights(load_model(init_weights), network)
-        print(f"[{name}] initialized from {init_weights}")
-    _settle_best_model(work_dir, int(epoch_var.numpy()), name)
+    manager = tf.train.CheckpointManager(
+        stage.checkpoint, work_dir / CHECKPOINTS_DIR, max_to_keep=2
+    )
+    _resume_or_initialize(stage, stage_dir / CHECKPOINTS_DIR, epochs, init_weights)
 
     # Analysis callbacks first: the epoch logs they add must reach the CSV and TensorBoard.
     # They write files, so in a multi-worker run only the chief has them.
-    callbacks = extra_callbacks(network) if extra_callbacks is not None and chief else []
+    callbacks = extra_callbacks(stage.network) if extra_callbacks is not None and chief else []
     report = _EpochReport(name, config.batch_size)
     tensorboard = tf.keras.callbacks.TensorBoard(str(work_dir / "tensorboard"), profile_batch=0)
     callbacks += [
@@ -254,18 +228,136 @@ def run_stage(  # noqa: PLR0913 - every part of a stage is the caller's to choos
         tensorboard,
         report,
     ]
+    fit_options = {
+        "steps_per_epoch": steps_per_epoch,
+        "validation_data": eval_dataset,
+        "callbacks": callbacks,
+        "verbose": verbose,
+    }
+    evaluation = _train_epochs(
+        stage,
+        manager,
+        train_dataset,
+        teacher_logits,
+        fit_options,
+        epochs,
+        monitored,
+        report,
+        tensorboard,
+    )
 
+    if evaluation is None:  # every epoch was done before this process started
+        evaluation = stage.trainer.evaluate(eval_dataset, verbose=0, return_dict=True)
+    result = _stage_result(stage, evaluation, epochs, monitored, report, test_dataset)
+    if not (work_dir / BEST_MODEL).exists():
+        save_model(stage.network, work_dir / BEST_MODEL)
+    save_model(stage.network, work_dir / FINAL_MODEL)
+    if chief:
+        atomic_write_text(result_path, json.dumps(result, indent=2))
+    else:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stage:
+    """A stage being trained: its name (for messages) and the directory it writes, its network
+    and trainer, and what its checkpoint records with them: epochs done, best accuracy, seconds
+    trained."""
+
+    name: str
+    work_dir: Path
+    network: tf.keras.Model
+    trainer: BNNTrainer
+    checkpoint: tf.train.Checkpoint
+    epoch_var: tf.Variable
+    best_var: tf.Variable
+    seconds_var: tf.Variable
+
+
+def _finished_result(result_path: Path, config: TrainConfig, name: str) -> dict[str, Any]:
+    """The result of a stage an earlier process finished: read back, never trained again."""
+    result = read_json(result_path)
+    monitored = _monitored(config)
+    if not isinstance(result.get(f"{monitored}_accuracy"), (int, float)):
+        raise ReportError(
+            f"{result_path}: field '{monitored}_accuracy' is missing; delete the file to "
+            "evaluate the step again"
+        )
+    print(
+        f"[{name}] already finished: {monitored} accuracy "
+        f"{result[f'{monitored}_accuracy']:.4f} (skipped)"
+    )
+    return result
+
+
+def _build_stage(
+    name: str,
+    work_dir: Path,
+    build: Callable[[], tf.keras.Model],
+    make_trainer: Callable[[tf.keras.Model], BNNTrainer],
+    optimizer_factory: Callable[[int], tf.keras.optimizers.Optimizer],
+    steps_per_epoch: int,
+    config: TrainConfig,
+) -> _Stage:
+    """The stage's network, compiled trainer and checkpoint, freshly initialized; called inside
+    the strategy's scope, which must own every variable."""
+    network = build()
+    trainer = make_trainer(network)
+    optimizer = optimizer_factory(steps_per_epoch)
+    trainer.compile(optimizer, jit_compile=config.jit_compile)
+    create_optimizer_variables(optimizer, trainer.trainable_variables)
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epochs_done")
+    best_var = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_accuracy")
+    seconds_var = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="seconds")
+    checkpoint = tf.train.Checkpoint(
+        model=network,
+        optimizer=optimizer,
+        epochs_done=epoch_var,
+        best_accuracy=best_var,
+        seconds=seconds_var,
+    )
+    return _Stage(name, work_dir, network, trainer, checkpoint, epoch_var, best_var, seconds_var)
+
+
+def _resume_or_initialize(
+    stage: _Stage, checkpoints: Path, epochs: int, init_weights: Path | None
+) -> None:
+    """Restore the newest readable checkpoint of ``checkpoints``, or else (a fresh start) copy
+    ``init_weights`` in; then finish or drop a best model a kill left pending."""
+    name = stage.name
+    # Every worker resumes from the chief's checkpoint (the run directory is shared).
+    if restore_checkpoint(stage.checkpoint, checkpoints, name):
+        print(f"[{name}] resuming after epoch {int(stage.epoch_var.numpy())} of {epochs}")
+    elif init_weights is not None:
+        copy_weights(load_model(init_weights), stage.network)
+        print(f"[{name}] initialized from {init_weights}")
+    _settle_best_model(stage.work_dir, int(stage.epoch_var.numpy()), name)
+
+
+def _train_epochs(
+    stage: _Stage,
+    manager: tf.train.CheckpointManager,
+    train_dataset: Callable[..., tf.data.Dataset],
+    teacher_logits: np.ndarray | None,
+    fit_options: dict[str, Any],
+    epochs: int,
+    monitored: str,
+    report: _EpochReport,
+    tensorboard: tf.keras.callbacks.TensorBoard,
+) -> dict[str, Any] | None:
+    """Train the epochs the checkpoint has not recorded, one fit each, saving a checkpoint (and
+    a new best model) after each; returns the last epoch's evaluation, None if none was left."""
+    name, work_dir, network = stage.name, stage.work_dir, stage.network
+    epoch_var, best_var, seconds_var = stage.epoch_var, stage.best_var, stage.seconds_var
     evaluation = None
     for epoch in range(int(epoch_var.numpy()), epochs):
         started = time.perf_counter()
-        history = trainer.fit(
+        history = stage.trainer.fit(
             train_dataset(epoch, teacher_logits),
             epochs=epochs,
             initial_epoch=epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_data=eval_dataset,
-            callbacks=callbacks,
-            verbose=verbose,
+            **fit_options,
         ).history
         # Each fit would write the same graph again (~2.4 s on a 2-core host).
         tensorboard.write_graph = False
@@ -295,28 +387,32 @@ def run_stage(  # noqa: PLR0913 - every part of a stage is the caller's to choos
             f"the rest (start of fit, analysis, saving) {rest:.0f}",
             flush=True,
         )
+    return evaluation
 
-    if evaluation is None:  # every epoch was done before this process started
-        evaluation = trainer.evaluate(eval_dataset, verbose=0, return_dict=True)
+
+def _stage_result(
+    stage: _Stage,
+    evaluation: dict[str, Any],
+    epochs: int,
+    monitored: str,
+    report: _EpochReport,
+    test_dataset: tf.data.Dataset | None,
+) -> dict[str, Any]:
+    """The stage's result (``result.json``): the final and the best evaluation on the monitored
+    split, throughput and time trained; with a validation split, the final model's test
+    accuracy if the test split is read at all."""
     result = {
         f"{monitored}_accuracy": float(evaluation["accuracy"]),
         f"{monitored}_loss": float(evaluation["loss"]),
-        f"best_{monitored}_accuracy": float(best_var.numpy()),
+        f"best_{monitored}_accuracy": float(stage.best_var.numpy()),
         "epochs": epochs,
         "images_per_second": report.images_per_second,
-        "wall_time_s": float(seconds_var.numpy()),
+        "wall_time_s": float(stage.seconds_var.numpy()),
     }
     if monitored == "validation":
         result["test_accuracy"] = result["test_loss"] = None  # never read (evaluate_test=False)
         if test_dataset is not None:
-            test = trainer.evaluate(test_dataset, verbose=0, return_dict=True)
+            test = stage.trainer.evaluate(test_dataset, verbose=0, return_dict=True)
             result["test_accuracy"], result["test_loss"] = test["accuracy"], test["loss"]
-            print(f"[{name}] final model: test accuracy {result['test_accuracy']:.4f}")
-    if not (work_dir / BEST_MODEL).exists():
-        save_model(network, work_dir / BEST_MODEL)
-    save_model(network, work_dir / FINAL_MODEL)
-    if chief:
-        atomic_write_text(result_path, json.dumps(result, indent=2))
-    else:
-        shutil.rmtree(work_dir, ignore_errors=True)
+            print(f"[{stage.name}] final model: test accuracy {result['test_accuracy']:.4f}")
     return result
