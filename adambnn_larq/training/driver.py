@@ -17,6 +17,7 @@ import tensorflow as tf
 from adambnn_larq import callbacks as analysis_callbacks
 from adambnn_larq import data
 from adambnn_larq.config import TrainConfig
+from adambnn_larq.data import DatasetInfo
 from adambnn_larq.errors import RunDirError
 from adambnn_larq.optim import idle_epochs_warning, learning_rate_schedule, make_optimizer
 from adambnn_larq.rundir import (
@@ -48,7 +49,7 @@ from adambnn_larq.training.strategy import _is_chief
 from adambnn_larq.training.teacher import cache_teacher_logits, prepare_teacher
 
 
-def _probe_images(config: TrainConfig, info) -> np.ndarray:
+def _probe_images(config: TrainConfig, info: DatasetInfo) -> np.ndarray:
     dataset = data.make_dataset(
         config.dataset,
         info.train_split,
@@ -62,14 +63,19 @@ def _probe_images(config: TrainConfig, info) -> np.ndarray:
 
 
 def _analysis_callbacks(
-    config, info, step_dir: Path, run_dir: Path, first_step: bool, gradients: bool
-):
+    config: TrainConfig,
+    info: DatasetInfo,
+    step_dir: Path,
+    run_dir: Path,
+    first_step: bool,
+    gradients: bool,
+) -> Callable[[tf.keras.Model], list[tf.keras.callbacks.Callback]] | None:
     if not config.analysis:
         return None
     probe = _probe_images(config, info)
     run_start = run_dir / "step1" / ANALYSIS_DIR / INITIAL_SIGNS_FILE
 
-    def factory(network):
+    def factory(network: tf.keras.Model) -> list[tf.keras.callbacks.Callback]:
         return analysis_callbacks.paper_callbacks(
             log_dir=step_dir,
             probe_images=probe,
@@ -141,7 +147,7 @@ _CHIEF_WAIT_SECONDS = 600
 def _train(
     config: TrainConfig,
     run_dir: Path,
-    info,
+    info: DatasetInfo,
     *,
     recipe: str,
     strategy: tf.distribute.Strategy,
@@ -181,7 +187,8 @@ def _train(
         result = run_stage(
             step_dir,
             name=step.name,
-            build=lambda step=step: build_student(config, info, step),
+            # mypy cannot infer the type of a lambda with a default argument.
+            build=lambda step=step: build_student(config, info, step),  # type: ignore[misc]
             make_trainer=_trainer_factory(config, step, teacher, single_replica),
             optimizer_factory=_optimizer_factory(config, step),
             epochs=step.epochs,
@@ -216,7 +223,7 @@ def _train(
 
 def _distillation_teacher(
     config: TrainConfig,
-    info,
+    info: DatasetInfo,
     run_dir: Path,
     strategy: tf.distribute.Strategy,
     verbose: int,
@@ -245,7 +252,7 @@ def _optimizer_factory(
 ) -> Callable[[int], tf.keras.optimizers.Optimizer]:
     """``step``'s fresh optimizer for a number of steps per epoch, which `run_stage` knows."""
 
-    def optimizer_factory(steps_per_epoch: int):
+    def optimizer_factory(steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
         schedule = learning_rate_schedule(
             config.lr_schedule,
             step.learning_rate,
@@ -271,7 +278,7 @@ def _trainer_factory(
     """Wraps ``step``'s network into its trainer: distilling from ``teacher`` (None: the labels,
     or the cached logits the batches carry), with the step's weight decay."""
 
-    def make_trainer(network):
+    def make_trainer(network: tf.keras.Model) -> BNNTrainer:
         return BNNTrainer(
             network,
             teacher=teacher,

@@ -9,6 +9,7 @@ from typing import Any
 import tensorflow as tf
 
 from adambnn_larq.config import TrainConfig
+from adambnn_larq.data import DatasetInfo
 from adambnn_larq.models import ReActNetA, ReActNetSmall
 
 
@@ -53,16 +54,16 @@ def _or(value: Any, default: Any) -> Any:
     return default if value is None else value
 
 
-def _input_shape(config: TrainConfig, info) -> tuple[int, int, int]:
+def _input_shape(config: TrainConfig, info: DatasetInfo) -> tuple[int, int, int]:
     height, width, channels = info.input_shape
     if config.input_size is not None:
         height = width = config.input_size
     return (height, width, channels)
 
 
-def build_student(config: TrainConfig, info, step: Step) -> tf.keras.Model:
+def build_student(config: TrainConfig, info: DatasetInfo, step: Step) -> tf.keras.Model:
     """The network of ``step`` for ``config`` and the dataset ``info``."""
-    common = {
+    common: dict[str, Any] = {
         "input_shape": _input_shape(config, info),
         "num_classes": info.num_classes,
         "binary_weights": step.binary_weights,

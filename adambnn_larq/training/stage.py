@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from adambnn_larq import data
 from adambnn_larq.config import TrainConfig
+from adambnn_larq.data import DatasetInfo
 from adambnn_larq.errors import ConfigError, ReportError, TrainingDiverged
 from adambnn_larq.optim import create_optimizer_variables
 from adambnn_larq.rundir import (
@@ -45,7 +46,7 @@ class _EpochReport(tf.keras.callbacks.Callback):
     """Stops on a non-finite loss, naming where; ends each fit after one epoch; measures
     throughput and where an epoch's time goes (training batches, validation)."""
 
-    def __init__(self, stage: str, batch_size: int):
+    def __init__(self, stage: str, batch_size: int) -> None:
         super().__init__()
         self.stage = stage
         self.batch_size = batch_size
@@ -56,11 +57,11 @@ class _EpochReport(tf.keras.callbacks.Callback):
         self.evaluation_seconds = 0.0
         self._evaluation_started = 0.0
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch, self.batches, self.started = epoch, 0, time.perf_counter()
         self.training_seconds = self.evaluation_seconds = 0.0
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.batches = batch + 1
         self.training_seconds = time.perf_counter() - self.started
         loss = (logs or {}).get("loss")
@@ -71,13 +72,13 @@ class _EpochReport(tf.keras.callbacks.Callback):
                 "check the data."
             )
 
-    def on_test_begin(self, logs=None):
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._evaluation_started = time.perf_counter()
 
-    def on_test_end(self, logs=None):
+    def on_test_end(self, logs: dict[str, Any] | None = None) -> None:
         self.evaluation_seconds += time.perf_counter() - self._evaluation_started
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         # run_stage checkpoints between epochs: each fit trains one (Keras still counts to E).
         self.model.stop_training = True
 
@@ -87,17 +88,24 @@ class _EpochReport(tf.keras.callbacks.Callback):
         return self.batches * self.batch_size / max(self.training_seconds, 1e-9)
 
 
-def _train_split(config: TrainConfig, info) -> str:
+def _train_split(config: TrainConfig, info: DatasetInfo) -> str:
     held_out = config.validation_size
     return f"{info.train_split}[:-{held_out}]" if held_out else info.train_split
 
 
-def _datasets(config: TrainConfig, info):
+def _datasets(
+    config: TrainConfig, info: DatasetInfo
+) -> tuple[Callable[..., tf.data.Dataset], tf.data.Dataset, tf.data.Dataset | None]:
     def make(
-        split: str, *, training: bool, epoch: int = 0, limit=None, soft_targets=None
+        split: str,
+        *,
+        training: bool,
+        epoch: int = 0,
+        limit: int | None = None,
+        soft_targets: np.ndarray | None = None,
     ) -> tf.data.Dataset:
         # augment is passed only when off, so that every dataset keeps its own default.
-        options = {} if config.augment else {"augment": False}
+        options: dict[str, Any] = {} if config.augment else {"augment": False}
         return data.make_dataset(
             config.dataset,
             split,
@@ -120,7 +128,7 @@ def _datasets(config: TrainConfig, info):
     held_out = config.validation_size
     train_split = _train_split(config, info)
 
-    def train_dataset(epoch: int, soft_targets=None) -> tf.data.Dataset:
+    def train_dataset(epoch: int, soft_targets: np.ndarray | None = None) -> tf.data.Dataset:
         dataset = make(
             train_split,
             training=True,
@@ -146,7 +154,7 @@ def _monitored(config: TrainConfig) -> str:
     return "validation" if config.validation_size else "test"
 
 
-def _steps_per_epoch(config: TrainConfig, info) -> int:
+def _steps_per_epoch(config: TrainConfig, info: DatasetInfo) -> int:
     examples = info.num_examples[info.train_split] - config.validation_size
     if config.train_limit is not None:
         examples = min(examples, config.train_limit)
@@ -167,7 +175,7 @@ def run_stage(  # noqa: PLR0913 - every part of a stage is the caller's to choos
     optimizer_factory: Callable[[int], tf.keras.optimizers.Optimizer],
     epochs: int,
     config: TrainConfig,
-    info,
+    info: DatasetInfo,
     strategy: tf.distribute.Strategy,
     init_weights: Path | None = None,
     extra_callbacks: Callable[[tf.keras.Model], list] | None = None,
@@ -401,7 +409,7 @@ def _stage_result(
     """The stage's result (``result.json``): the final and the best evaluation on the monitored
     split, throughput and time trained; with a validation split, the final model's test
     accuracy if the test split is read at all."""
-    result = {
+    result: dict[str, Any] = {
         f"{monitored}_accuracy": float(evaluation["accuracy"]),
         f"{monitored}_loss": float(evaluation["loss"]),
         f"best_{monitored}_accuracy": float(stage.best_var.numpy()),

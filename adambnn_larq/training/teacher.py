@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from adambnn_larq import data
 from adambnn_larq.config import SMALL_TEACHER, TrainConfig
+from adambnn_larq.data import DatasetInfo
 from adambnn_larq.errors import MissingFileError
 from adambnn_larq.optim import learning_rate_schedule, make_optimizer
 from adambnn_larq.rundir import FINAL_MODEL, TEACHERS_DIR, dir_lock, remove_stale_temporaries
@@ -46,7 +47,7 @@ def teacher_identity(config: TrainConfig) -> tuple:
     )
 
 
-def _teacher_cache_key(config: TrainConfig, info) -> str:
+def _teacher_cache_key(config: TrainConfig, info: DatasetInfo) -> str:
     *fields, augment, data_dir = teacher_identity(config)
     fields = ["small_teacher v3", *fields, info.input_shape]  # bump v3 when the teacher changes
     if not augment:  # appended only when off: earlier caches keep their keys
@@ -61,7 +62,11 @@ def _teacher_cache_key(config: TrainConfig, info) -> str:
 
 
 def prepare_teacher(
-    config: TrainConfig, info, run_dir: Path, strategy: tf.distribute.Strategy, verbose: int
+    config: TrainConfig,
+    info: DatasetInfo,
+    run_dir: Path,
+    strategy: tf.distribute.Strategy,
+    verbose: int,
 ) -> tuple[tf.keras.Model, dict[str, Any]]:
     """Load the teacher named by ``config.teacher``, training the small one first if needed.
 
@@ -94,9 +99,13 @@ def prepare_teacher(
 
 
 def _train_small_teacher(
-    cache_dir: Path, config: TrainConfig, info, strategy: tf.distribute.Strategy, verbose: int
+    cache_dir: Path,
+    config: TrainConfig,
+    info: DatasetInfo,
+    strategy: tf.distribute.Strategy,
+    verbose: int,
 ) -> dict[str, Any]:
-    def optimizer_factory(steps_per_epoch: int):
+    def optimizer_factory(steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
         # Per-iteration decay: a per-epoch schedule wastes much of a 2-4 epoch run.
         schedule = learning_rate_schedule(
             "step-linear",
@@ -125,7 +134,7 @@ def _train_small_teacher(
 
 
 def cache_teacher_logits(
-    teacher: tf.keras.Model, config: TrainConfig, info, *, batch_size: int = 512
+    teacher: tf.keras.Model, config: TrainConfig, info: DatasetInfo, *, batch_size: int = 512
 ) -> np.ndarray:
     """The teacher's logits of every training image, in the split's order, for a run without
     augmentation (``augment=false``): its images are the same every epoch and in both steps,
