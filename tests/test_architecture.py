@@ -51,7 +51,7 @@ def test_the_real_tree_keeps_every_contract():
         # The core must not know the command line (even through a function-local import).
         ("models.py", "def _f():\n    from adambnn_larq.cli import main\n", "Layers"),
         # Deployment sits above the core.
-        ("training.py", "from adambnn_larq.deploy import convert_model\n", "Layers"),
+        ("training/driver.py", "from adambnn_larq.deploy import convert_model\n", "Layers"),
         # The run-directory format is read by processes that never train.
         ("rundir.py", "import tensorflow\n", "need no TensorFlow"),
         # Recipes are loaded by path, never imported by the library.

@@ -3,8 +3,10 @@ none readable, the error names the file and the command that restarts the step."
 
 import pytest
 
-from adambnn_larq import training
 from adambnn_larq.config import resolve_config
+from adambnn_larq.errors import CheckpointUnreadable
+from adambnn_larq.training import checkpoints as training_checkpoints
+from adambnn_larq.training import stage as training_stage
 from adambnn_larq.training import train
 
 TINY = {
@@ -59,7 +61,7 @@ def test_damaged_checkpoint_falls_back_then_names_the_fix(tmp_path, capsys):
         _truncate(index, 10)
     with pytest.raises(ValueError) as caught:
         train(config, run_dir, verbose=0)
-    assert isinstance(caught.value, training.CheckpointUnreadable)
+    assert isinstance(caught.value, CheckpointUnreadable)
     message = str(caught.value)
     assert "\n" not in message
     assert f"checkpoint {checkpoints / 'ckpt-2'} (ckpt-2.data-00000-of-00001, ckpt-2.index)" in (
@@ -127,7 +129,9 @@ def test_a_kill_between_best_model_and_checkpoint_resumes_consistently(
         calls.append(destination)
         raise _Killed
 
-    monkeypatch.setattr(training, "replace_durably", killed_replace)
+    # The epoch loop (stage) and the settling of a pending best model (checkpoints) replace.
+    monkeypatch.setattr(training_stage, "replace_durably", killed_replace)
+    monkeypatch.setattr(training_checkpoints, "replace_durably", killed_replace)
     with pytest.raises(_Killed):
         train(config, run_dir, verbose=0)
     assert calls == [step / "best.h5"] and _checkpointed_best(step / "checkpoints") is not None

@@ -15,15 +15,12 @@ MAX_FUNCTION_LINES = 80
 #: module (relative to adambnn_larq/) -> its lines when it was allowed to be too big.
 MODULES_OVER = {
     "rundir.py": 813,
-    "training.py": 1033,  # TODO split (issue 23): checkpoints / teacher / stage
 }
 
 #: "module:function" (methods as Class.method) -> its lines when it was allowed to be too big.
 FUNCTIONS_OVER = {
     "data/pipelines.py:make_dataset": 121,  # TODO a dataset spec object (issue 23)
     "demo.py:_run_demo_in": 91,
-    "training.py:run_stage": 134,  # TODO split (issue 23)
-    "training.py:_train": 112,  # TODO split (issue 23)
 }
 
 

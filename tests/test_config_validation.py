@@ -5,9 +5,11 @@ import json
 
 import pytest
 
-from adambnn_larq import cli, training
+from adambnn_larq import cli
 from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
 from adambnn_larq.rundir import claim_dir
+from adambnn_larq.training import driver as training_driver
+from adambnn_larq.training import teacher as training_teacher
 from adambnn_larq.training import train
 
 SMALL = {
@@ -85,7 +87,9 @@ def stop_before_training(monkeypatch):
     def stop(*args, **kwargs):
         raise _Stop
 
-    monkeypatch.setattr(training, "run_stage", stop)
+    # Where the steps and the small teacher (a distilled run's first stage) look it up.
+    monkeypatch.setattr(training_driver, "run_stage", stop)
+    monkeypatch.setattr(training_teacher, "run_stage", stop)
 
 
 def test_run_that_never_finished_an_epoch_is_replaced(tmp_path, capsys, stop_before_training):

@@ -15,6 +15,7 @@ from adambnn_larq import rundir, training
 from adambnn_larq.config import resolve_config
 from adambnn_larq.data import dataset_info
 from adambnn_larq.errors import RunDirError
+from adambnn_larq.training.teacher import _teacher_cache_key
 
 TINY = {
     "dataset": "fashion_mnist",
@@ -168,7 +169,7 @@ def test_the_cached_small_teacher_depends_on_the_data(tmp_path):
     info = dataset_info("fashion_mnist")
     elsewhere = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
                                 "data_dir": str(tmp_path)})  # fmt: skip
-    assert training._teacher_cache_key(config, info) != training._teacher_cache_key(elsewhere, info)
+    assert _teacher_cache_key(config, info) != _teacher_cache_key(elsewhere, info)
     folder = {**TINY, "dataset": "image_folder", "data_dir": str(tmp_path), "distillation": True,
               "teacher": "small_teacher"}  # fmt: skip
     folder_config = resolve_config(folder)
@@ -176,8 +177,8 @@ def test_the_cached_small_teacher_depends_on_the_data(tmp_path):
     def folder_info(classes):
         return types.SimpleNamespace(input_shape=(224, 224, 3), num_classes=classes)
 
-    assert training._teacher_cache_key(folder_config, folder_info(5)) != (
-        training._teacher_cache_key(folder_config, folder_info(7))
+    assert _teacher_cache_key(folder_config, folder_info(5)) != (
+        _teacher_cache_key(folder_config, folder_info(7))
     )
 
 
@@ -220,9 +221,7 @@ def test_a_run_waits_for_the_teacher_another_process_is_training(tmp_path, capsy
                              "teacher_epochs": 1, "teacher_width": 4})  # fmt: skip
     info = dataset_info("fashion_mnist")
     cache_dir = (
-        tmp_path
-        / training.TEACHERS_DIR
-        / (f"fashion_mnist-{training._teacher_cache_key(config, info)}")
+        tmp_path / rundir.TEACHERS_DIR / (f"fashion_mnist-{_teacher_cache_key(config, info)}")
     )
     cache_dir.mkdir(parents=True)
     holder = subprocess.Popen(
@@ -242,7 +241,7 @@ def test_a_run_waits_for_the_teacher_another_process_is_training(tmp_path, capsy
         holder.kill()
         holder.wait()
     assert f"waiting for process {holder.pid} on {socket.gethostname()}" in capsys.readouterr().out
-    assert summary["teacher"] == str(cache_dir / training.FINAL_MODEL)
+    assert summary["teacher"] == str(cache_dir / rundir.FINAL_MODEL)
     assert (cache_dir / "result.json").exists() and teacher.output_shape == (None, 10)
 
 
@@ -257,7 +256,5 @@ def test_runs_share_a_teacher_exactly_when_their_teacher_identities_agree():
         other = resolve_config({**TINY, "distillation": True, "teacher": "small_teacher",
                                 **change})  # fmt: skip
         assert (training.teacher_identity(other) == training.teacher_identity(base)) is same
-        keys_agree = training._teacher_cache_key(other, info) == training._teacher_cache_key(
-            base, info
-        )
+        keys_agree = _teacher_cache_key(other, info) == _teacher_cache_key(base, info)
         assert keys_agree is same, change

@@ -13,6 +13,9 @@ from adambnn_larq.config import ConfigError, TrainConfig, resolve_config
 from adambnn_larq.data.pipelines import dataset_from_arrays
 from adambnn_larq.optim import make_optimizer
 from adambnn_larq.trainer import BNNTrainer
+from adambnn_larq.training import driver as training_driver
+from adambnn_larq.training import teacher as training_teacher
+from adambnn_larq.training.checks import _check_run_dir
 
 TINY_DISTILLED = {
     **TINY,
@@ -83,15 +86,17 @@ def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_settings(
     tmp_path, monkeypatch, capsys
 ):
     rates = []
-    real_schedule = training.learning_rate_schedule
+    real_schedule = training_driver.learning_rate_schedule
 
     def recording_schedule(kind, learning_rate, **kwargs):
         rates.append((learning_rate, kwargs["epochs"]))
         return real_schedule(kind, learning_rate, **kwargs)
 
-    monkeypatch.setattr(training, "learning_rate_schedule", recording_schedule)
+    # The steps' optimizers (driver) and the small teacher's (teacher) build their schedules.
+    monkeypatch.setattr(training_driver, "learning_rate_schedule", recording_schedule)
+    monkeypatch.setattr(training_teacher, "learning_rate_schedule", recording_schedule)
     cached_logits = []
-    real_cache = training.cache_teacher_logits
+    real_cache = training_driver.cache_teacher_logits
 
     def recording_cache(teacher, config, info, **kwargs):
         logits = real_cache(teacher, config, info, **kwargs)
@@ -103,7 +108,7 @@ def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_settings(
         cached_logits.append(logits)
         return logits
 
-    monkeypatch.setattr(training, "cache_teacher_logits", recording_cache)
+    monkeypatch.setattr(training_driver, "cache_teacher_logits", recording_cache)
     config = resolve_config(
         {**TINY_DISTILLED, "augment": False, "learning_rate": 1e-3, "learning_rate_step2": 4e-4,
          "epochs_step2": 2}
@@ -118,9 +123,9 @@ def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_settings(
     step2_log = (tmp_path / "run" / "step2" / "log.csv").read_text().splitlines()
     assert len(step2_log) == 1 + 2  # header and one row per epoch
     # The teacher trained without augmentation is a different cache from an augmented one.
-    assert training._teacher_cache_key(config, ab.data.dataset_info("fashion_mnist")) != (
-        training._teacher_cache_key(resolve_config(TINY_DISTILLED),
-                                    ab.data.dataset_info("fashion_mnist"))
+    assert training_teacher._teacher_cache_key(config, ab.data.dataset_info("fashion_mnist")) != (
+        training_teacher._teacher_cache_key(resolve_config(TINY_DISTILLED),
+                                            ab.data.dataset_info("fashion_mnist"))
     )  # fmt: skip
 
 
@@ -155,6 +160,6 @@ def test_a_run_written_before_new_fields_existed_still_resumes(tmp_path):
     for key in ("augment", "learning_rate_step2", "epochs_step2"):  # absent from older files
         del written[key]
     (run_dir / "config.json").write_text(json.dumps(written))
-    assert training._check_run_dir(config, run_dir) is False  # same run: resume
+    assert _check_run_dir(config, run_dir) is False  # same run: resume
     with pytest.raises(ValueError, match=r"different configuration \(changed: augment\)"):
-        training._check_run_dir(resolve_config({**TINY_DISTILLED, "augment": False}), run_dir)
+        _check_run_dir(resolve_config({**TINY_DISTILLED, "augment": False}), run_dir)
