@@ -9,8 +9,10 @@ adambnn_larq.study --train-run``), once per thread setting in alternating rounds
 of the machine's load hits every setting alike. Their teachers are trained once beforehand
 and copied into every round (a study trains each teacher once).
 
-A setting is ``default`` (TensorFlow's own pools: as many threads as cores, in every process)
-or a number T: ``TF_NUM_INTRAOP_THREADS=T`` and ``TF_NUM_INTEROP_THREADS=T`` in each process.
+A setting is ``default`` (TensorFlow's own pools: as many threads as cores, in every process),
+a number T (``TF_NUM_INTRAOP_THREADS=T`` and ``TF_NUM_INTEROP_THREADS=T`` in each process), or
+``rev:REVISION``: the library as of that git revision (a temporary worktree first on
+``PYTHONPATH``), default threads: a change's cost side by side with its parent's.
 Per setting: the wall time of the N runs, the median per-epoch split printed by the runs
 (training batches, validation, the rest: start of a fit, analysis, saving), and whether every
 run's results (summary.json without its time fields, the analysis files) are identical to those
@@ -21,6 +23,7 @@ Usage::
     python benchmarks/study_run_cost.py                        # ~25 min on 2 cores
     python benchmarks/study_run_cost.py --train-limit 1000 --rounds 1    # ~6 min
     python benchmarks/study_run_cost.py --settings default,1,2
+    python benchmarks/study_run_cost.py --settings rev:HEAD~1,rev:HEAD --train-limit 1000
 
 Writes ``docs/results/study-run-cost/study-run-cost.json`` (``--output``).
 """
@@ -85,9 +88,29 @@ def _runs(args: argparse.Namespace) -> list[StudyRun]:
     ]
 
 
-def _environment(setting: str) -> dict[str, str]:
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def _checkout(revision: str, work: Path) -> Path:
+    """A worktree of ``revision`` under ``work`` (removed by `_remove_checkouts`)."""
+    folder = work / "checkouts" / revision.replace("/", "_").replace("~", "-")
+    if not folder.exists():
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "add", "--detach", "-q",
+                        str(folder), revision], check=True)  # fmt: skip
+    return folder
+
+
+def _remove_checkouts(work: Path) -> None:
+    for folder in (work / "checkouts").glob("*"):
+        subprocess.run(["git", "-C", str(REPOSITORY), "worktree", "remove", "--force",
+                        str(folder)], check=False)  # fmt: skip
+
+
+def _environment(setting: str, work: Path) -> dict[str, str]:
     environment = dict(os.environ)
-    if setting != "default":
+    if setting.startswith("rev:"):
+        environment["PYTHONPATH"] = str(_checkout(setting[4:], work))
+    elif setting != "default":
         environment["TF_NUM_INTRAOP_THREADS"] = environment["TF_NUM_INTEROP_THREADS"] = setting
     return environment
 
@@ -102,9 +125,12 @@ def _train_together(runs: list[StudyRun], folder: Path, setting: str) -> float:
         with open(run_dir / "train.log", "w") as log:
             command = [sys.executable, "-m", "adambnn_larq.study", "--train-run",
                        run.config.to_json(), str(run_dir), run.name, "0"]  # fmt: skip
-            environment = _environment(setting)
+            environment = _environment(setting, folder.parent)
+            # A revision's checkout is also the working directory: `python -m` puts that
+            # before PYTHONPATH.
+            cwd = environment["PYTHONPATH"] if setting.startswith("rev:") else None
             process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=environment
+                command, stdout=log, stderr=subprocess.STDOUT, env=environment, cwd=cwd
             )
             processes.append((run_dir, process))
     for run_dir, process in processes:
@@ -151,7 +177,7 @@ def main() -> None:
     settings = args.settings.split(",")
     work = Path(tempfile.mkdtemp(prefix="study-run-cost-"))
     print(f"study_run_cost: {len(runs)} runs at once, settings {settings}, in {work}", flush=True)
-    warm_seconds = _train_together(runs, work / "warm-up", "default")
+    warm_seconds = _train_together(runs, work / "warm-up", settings[0])
     warm_split = [split for run in runs for split in _epoch_split(work / "warm-up" / run.directory)]
     print(f"warm-up (trains the teachers): {warm_seconds:.0f} s", flush=True)
     timings: dict[str, list[float]] = {s: [] for s in settings}
@@ -159,7 +185,7 @@ def main() -> None:
     fingerprints: dict[str, list[dict]] = {}
     for round_number in range(args.rounds):
         for setting in settings:
-            folder = work / f"{setting}-{round_number}"
+            folder = work / f"{setting.replace(':', '-').replace('~', '-')}-{round_number}"
             shutil.copytree(work / "warm-up" / "teachers", folder / "teachers")
             seconds = _train_together(runs, folder, setting)
             timings[setting].append(seconds)
@@ -200,6 +226,7 @@ def main() -> None:
             f"results identical: {row['results_identical_to_first']}"
         )
     print(f"wrote {args.output}")
+    _remove_checkouts(work)
     shutil.rmtree(work, ignore_errors=True)
 
 
