@@ -192,7 +192,7 @@ def main() -> None:
             for run in runs:
                 splits[setting] += _epoch_split(folder / run.directory)
             fingerprints.setdefault(setting, [_fingerprint(folder / r.directory) for r in runs])
-            print(f"round {round_number + 1}, threads {setting}: {seconds:.0f} s", flush=True)
+            print(f"round {round_number + 1}, {setting}: {seconds:.0f} s", flush=True)
     reference = fingerprints.get(settings[0])
     result = {
         "command": " ".join(["python", *sys.argv]),
@@ -221,7 +221,7 @@ def main() -> None:
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     for setting, row in result["settings"].items():
         print(
-            f"threads {setting}: median {row['median_wall_seconds']:.0f} s "
+            f"{setting}: median {row['median_wall_seconds']:.0f} s "
             f"({row['speed_up_vs_first']:.2f}x), epoch split {row['median_epoch_split_s']}, "
             f"results identical: {row['results_identical_to_first']}"
         )
