@@ -417,6 +417,7 @@ def _fit_mini(
     return trainer
 
 
+@pytest.mark.slow
 def test_resumed_run_reports_like_an_uninterrupted_run(tmp_path):
     images, _ = _resume_data()
     probe = images[:4]

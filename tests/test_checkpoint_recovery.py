@@ -33,6 +33,7 @@ def _truncate(path, keep):
     path.write_bytes(path.read_bytes()[:keep])
 
 
+@pytest.mark.slow
 def test_damaged_checkpoint_falls_back_then_names_the_fix(tmp_path, capsys):
     config = resolve_config(TINY)
     run_dir = tmp_path / "run"
@@ -100,6 +101,7 @@ def _checkpointed_best(checkpoints):
     return tf.train.load_checkpoint(prefix).get_tensor("best_accuracy/.ATTRIBUTES/VARIABLE_VALUE")
 
 
+@pytest.mark.slow
 def test_a_kill_between_best_model_and_checkpoint_resumes_consistently(
     tmp_path, monkeypatch, capsys
 ):

@@ -133,6 +133,7 @@ def expected_folded_census(model) -> Counter:
 # ----------------------------------------------------------------------------- folding
 
 
+@pytest.mark.slow
 def test_folded_model_computes_the_trained_function_in_keras(rng):
     model = small_reactnet(
         rng, slopes_above_one={"block3_rprelu1": "all", "block5_rprelu2": "some"}
@@ -149,6 +150,7 @@ def test_folded_model_computes_the_trained_function_in_keras(rng):
     assert folded.input_shape == model.input_shape and folded.output_shape == model.output_shape
 
 
+@pytest.mark.slow
 def test_folded_conversion_has_fewer_ops_and_matches_the_trained_model(rng):
     model = small_reactnet(
         rng, slopes_above_one={"block3_rprelu1": "all", "block5_rprelu2": "some"}
@@ -173,6 +175,7 @@ def _shift_thresholds(model, shifts):
     return copy
 
 
+@pytest.mark.slow
 def test_a_rounding_sized_change_cannot_move_the_verdict_on_well_conditioned_images(rng):
     """Another CPU's rounding, played on the Keras side: every sign input moved by +-2e-5 (the
     largest LCE-Keras difference of a sign input measured is 1.9e-5). On well-conditioned
@@ -213,6 +216,7 @@ def test_a_rounding_sized_change_cannot_move_the_verdict_on_well_conditioned_ima
     assert moved > 10 * quiet, (moved, quiet)
 
 
+@pytest.mark.slow
 def test_folding_without_the_classifier(rng):
     model = ab.ReActNetSmall(
         input_shape=(16, 16, 1), width_multiplier=0.125, num_downsamplings=2, include_top=False
@@ -390,6 +394,7 @@ def test_full_reactnet_a_folded_and_int8_is_under_5_mb():
 # ----------------------------------------------------------------------------- command line
 
 
+@pytest.mark.slow
 def test_convert_fold_and_int8_weights_then_verify_through_the_command_line(rng, tmp_path, capsys):
     from adambnn_larq import cli
 

@@ -207,6 +207,7 @@ def test_block_in_isolation(builder, rng):
     assert_matches_keras(model, result.flatbuffer, well_conditioned(model, candidates, 8))
 
 
+@pytest.mark.slow
 def test_keras_and_graphdef_routes_give_the_same_model(rng):
     model = block_model(2, 64)
     short_fit(model, rng.uniform(-1, 1, (16, 8, 8, 32)).astype(np.float32))
@@ -333,6 +334,7 @@ def test_min_within_counts_samples_outside_the_tolerance(small_files):
     assert not dataclasses.replace(one_of_four_off, min_within=0.75, top1_agreement=0.5).passed
 
 
+@pytest.mark.slow
 def test_verify_on_fashion_mnist_images(tmp_path, capsys):
     """The command reads the dataset and reports what `verify_conversion` finds on its images.
 

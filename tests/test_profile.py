@@ -27,6 +27,7 @@ def _float_tflite():
     return tf.lite.TFLiteConverter.from_keras_model(model).convert()
 
 
+@pytest.mark.slow
 def test_each_replayed_op_computes_what_it_computes_in_the_whole_model(rng):
     flatbuffer = _float_tflite()
     image = rng.uniform(-1, 1, (1, 6, 6, 3)).astype(np.float32)
@@ -62,6 +63,7 @@ def test_each_replayed_op_computes_what_it_computes_in_the_whole_model(rng):
             )
 
 
+@pytest.mark.slow
 def test_host_profile_lists_every_op_of_a_converted_reactnet():
     model = ab.ReActNetSmall(input_shape=(16, 16, 1), width_multiplier=0.125)
     flatbuffer = lce_tools.convert_model(model, route="graphdef").flatbuffer

@@ -208,6 +208,7 @@ def _case_cli_training_checkpoint(tmp_path) -> dict:
     return _assert_matches_reference(model, reference, _varied_inputs(seed=11))
 
 
+@pytest.mark.slow
 def test_cli_imports_training_checkpoint_and_output_loads(tmp_path):
     """Training dict, 'module.' prefix, AdamBNN naming, latent weights, 1000 classes."""
     _case_cli_training_checkpoint(tmp_path)
@@ -233,6 +234,7 @@ def _case_released_model(tmp_path) -> dict:
     return _assert_matches_reference(model, reference, _varied_inputs(seed=13), relative=True)
 
 
+@pytest.mark.slow
 def test_released_model_reactnet_naming_plus_minus_one_weights(tmp_path):
     """ReActNet's release: bare state_dict, `.weights` (O*I*k*k, 1) holding ±1 with the scale in
     BN, no num_batches_tracked. The reference computes plain ±1 convs; the imported step-2
@@ -444,6 +446,7 @@ def test_corrupt_and_truncated_files(tmp_path, valid_state):
         pt.import_pytorch(tmp_path / "missing.pth", tmp_path / "out.h5")
 
 
+@pytest.mark.slow
 def test_cli_reports_error_without_traceback_or_output(tmp_path, valid_state):
     path = tmp_path / "checkpoint.pth"
     torch.save({"epoch": 3, "state_dict": _with_prefix(valid_state)}, path)
@@ -467,6 +470,7 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
+@pytest.mark.slow
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path, valid_state):
     marker = tmp_path / "payload_ran"
     torch_file = tmp_path / "evil.pth.tar"

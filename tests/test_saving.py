@@ -10,6 +10,7 @@ from adambnn_larq.errors import UnsafeModelError
 from adambnn_larq.saving import load_model, save_model
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
 @pytest.mark.parametrize("binary_weights", [True, False])
 def test_round_trip_gives_identical_outputs(tmp_path, suffix, binary_weights):

@@ -50,6 +50,7 @@ def test_soft_targets_follow_their_images_through_the_shuffle():
                             training=True)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cached_teacher_logits_give_the_same_step_as_running_the_teacher():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(16, 8, 8, 1)).astype("float32")
@@ -82,6 +83,7 @@ def test_cached_teacher_logits_give_the_same_step_as_running_the_teacher():
     assert label_loss != pytest.approx(loss_cached, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_run_without_augmentation_caches_teacher_logits_and_uses_step2_settings(
     tmp_path, monkeypatch, capsys
 ):

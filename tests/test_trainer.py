@@ -156,6 +156,7 @@ def test_distillation_loss_matches_numpy():
     np.testing.assert_allclose(actual, expected, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_gradient_tracking_keeps_running_max():
     model = ab.ReActNetSmall(width_multiplier=0.125, input_shape=(8, 8, 1))
     trainer = BNNTrainer(model, track_gradients=True)

@@ -64,6 +64,7 @@ def test_defaults_are_the_official_recipe():
     assert steps[1].init_from == "step1"
 
 
+@pytest.mark.slow
 def test_two_step_run_hands_over_best_weights(tmp_path):
     config = resolve_config(TINY)
     summary = train(config, tmp_path / "run", verbose=0)
@@ -88,6 +89,7 @@ def test_two_step_run_hands_over_best_weights(tmp_path):
         train(resolve_config({**TINY, "epochs": 3}), tmp_path / "run", verbose=0)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_a_clear_message(tmp_path):
     # Finite but absurd (inf itself is refused by the configuration).
     config = resolve_config({**TINY, "learning_rate": 1e30, "schedule": "one-step"})
@@ -96,6 +98,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path):
     assert not (tmp_path / "run" / "step1" / "result.json").exists()
 
 
+@pytest.mark.slow
 def test_train_cli_reports_bad_overrides():
     result = subprocess.run(
         [sys.executable, "-m", "adambnn_larq", "train", "adambnn_fashion_mnist", "epoch=3"],
@@ -129,6 +132,7 @@ def test_smoke_recipe_still_flips_signs_in_the_last_epoch_of_each_step(tmp_path)
         assert float(rows[-1]["ff_ratio"]) > 0, (step, rows[-1])
 
 
+@pytest.mark.slow
 def test_a_stage_writes_its_graph_once_and_says_where_an_epochs_time_went(tmp_path, capsys):
     """Each epoch is one fit call; the TensorBoard graph (seconds to write) is written by the
     first only, and the epoch line splits its time into training, validation and the rest."""

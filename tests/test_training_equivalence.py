@@ -104,6 +104,7 @@ def _free_port():
 DISTRIBUTED_LOSS_RTOL = 0.02
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_matches_single_device(reference_run, tmp_path):
     """Two logical CPUs sharing one global batch give the single-device training loss."""
     recipe, reference = reference_run
