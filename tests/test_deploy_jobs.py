@@ -80,7 +80,7 @@ def fake_timers(tmp_path, monkeypatch):
 
     def host(flatbuffer_, **options):
         calls["host"] = options
-        return {"configurations": []}
+        return {"configurations": [], "timings": []}  # the keys benchmark_host returns
 
     def binary(model_path, binary_path, **options):
         calls["binary"] = options
@@ -106,6 +106,7 @@ def test_host_benchmark_defaults_and_its_two_files(fake_timers):
     assert run.written == [json_path, json_path.with_suffix(".md")]
     saved = json.loads(run.written[0].read_text())
     assert saved["markdown"] == run.table == "| host m.tflite |\n"
+    assert saved["headlines"] == run.headlines == []  # nothing timed, nothing to lead with
     assert saved["model"] == str(model) and run.written[1].read_text() == run.table
 
 

@@ -137,11 +137,7 @@ def _options(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options.deterministic = True
     # One thread per map call: the parallelism comes from num_parallel_calls (as TFDS does).
     options.threading.max_intra_op_parallelism = 1
-    # No autotuning: its optimization thread sleeps with doubling timeouts (10, 20, ... ms) and
-    # a fit or evaluate call that ends its iterator waits for it to wake, so the call ends only
-    # at the next 10*(2^k - 1) ms (seconds an epoch, idle). The AUTOTUNE parallelism and prefetch
-    # fall back to their defaults (a thread a core); the data and their order are unchanged
-    # (docs/results/study-run-cost).
+    # No autotuning: each fit/evaluate waited on its sleeping thread (docs/results/study-run-cost).
     options.autotune.enabled = False
     return dataset.with_options(options)
 
