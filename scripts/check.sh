@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The fast loop: lint, format check, import contracts, type check (scripts/lint.sh) and the
-# tests not marked slow, in the project's existing .venv, installing nothing: about 7 minutes on
+# tests not marked slow, in the project's existing .venv, installing nothing: about 3 minutes on
 # 2 cores (README, "Set-up"). The whole suite is scripts/test.sh (CI). Arguments go to pytest:
 #   bash scripts/check.sh tests/test_cli.py
 set -euo pipefail
