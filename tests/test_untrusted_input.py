@@ -163,28 +163,14 @@ def test_a_damaged_result_json_is_a_one_line_error(tmp_path):
     stage.mkdir()
     (stage / "result.json").write_bytes(b"\x00\xff not json")
     config = resolve_config({"dataset": "fashion_mnist"})
+
+    def finished_stage():  # nothing but the result file is read
+        return training.run_stage(stage, name="step1", build=None, make_trainer=None,
+                                  optimizer_factory=None, epochs=1, config=config, info=None,
+                                  strategy=None)  # fmt: skip
+
     with pytest.raises(ReportError, match=r"step1/result.json: not UTF-8 text"):
-        training.run_stage(
-            stage,
-            name="step1",
-            build=None,
-            make_trainer=None,
-            optimizer_factory=None,
-            epochs=1,
-            config=config,
-            info=None,
-            strategy=None,
-        )
+        finished_stage()
     (stage / "result.json").write_text('{"epochs": 1}')
     with pytest.raises(ReportError, match="field 'test_accuracy' is missing"):
-        training.run_stage(
-            stage,
-            name="step1",
-            build=None,
-            make_trainer=None,
-            optimizer_factory=None,
-            epochs=1,
-            config=config,
-            info=None,
-            strategy=None,
-        )
+        finished_stage()

@@ -16,7 +16,13 @@ import tensorflow as tf
 from tensorboard.plugins.histogram import metadata
 
 from adambnn_larq import analysis
-from adambnn_larq.rundir import ANALYSIS_DIR, LAYERS_FILE, TENSORBOARD_DIR, atomic_write_text
+from adambnn_larq.rundir import (
+    ANALYSIS_DIR,
+    LAYERS_FILE,
+    TENSORBOARD_DIR,
+    StepCsv,
+    atomic_write_text,
+)
 
 _WRITERS: dict[str, Any] = {}
 
@@ -106,6 +112,14 @@ class AnalysisCallback(tf.keras.callbacks.Callback):
     def _prepare(self) -> None:
         self.analysis_dir.mkdir(parents=True, exist_ok=True)
 
+    def _select_layers(self, layer_names: Sequence[str] | None = None) -> None:
+        """The binary layers analysed (``_layers``), their latent kernels (``_latents``) and
+        sizes (``_sizes``), recorded in ``layers.json``."""
+        self._layers = analysis.analysis_layers(self.student, layer_names)
+        self._write_layer_table(self._layers)
+        self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
+        self._sizes = np.array([int(np.prod(v.shape)) for v in self._latents], dtype=np.int64)
+
     def _write_layer_table(self, layers: Sequence[tf.keras.layers.Layer]) -> None:
         table = [
             {
@@ -130,3 +144,27 @@ class AnalysisCallback(tf.keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+
+
+class StepCsvCallback(AnalysisCallback):
+    """An analysis callback that writes a row a training iteration into one `StepCsv`, kept
+    open across the fit calls of one training and closed when it ends."""
+
+    def __init__(self, log_dir: str | os.PathLike, *, tensorboard: bool = True):
+        super().__init__(log_dir, tensorboard=tensorboard)
+        self._csv: StepCsv | None = None
+
+    def _open_step_csv(self, name: str, header: list[str], iteration: int) -> list:
+        """(Re)open ``analysis/name`` at ``iteration``; returns its rows up to there."""
+        if self._csv is not None:  # an earlier fit of this callback that did not end
+            self._csv.close()
+        self._csv = StepCsv(self.analysis_dir / name, header)
+        return self._csv.open(iteration)
+
+    def _continue_training(self) -> None:
+        self._csv.reopen()
+
+    def _finish(self) -> None:
+        if self._csv is not None:
+            self._csv.close()
+        self._flush_tensorboard()

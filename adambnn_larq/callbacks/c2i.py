@@ -8,7 +8,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from adambnn_larq import analysis
@@ -79,10 +78,7 @@ class C2IRatioCallback(AnalysisCallback):
 
     def _setup(self) -> None:
         self._prepare()
-        self._layers = analysis.analysis_layers(self.student, self.layer_names)
-        self._write_layer_table(self._layers)
-        self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
-        self._sizes = np.array([int(np.prod(v.shape)) for v in self._latents], dtype=np.int64)
+        self._select_layers(self.layer_names)
         iteration = self.iteration()
         path = self.analysis_dir / INITIAL_SIGNS_FILE
         if path.exists():

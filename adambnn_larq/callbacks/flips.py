@@ -9,14 +9,13 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from adambnn_larq import analysis
-from adambnn_larq.callbacks.base import AnalysisCallback
-from adambnn_larq.rundir import FF_STEPS_FILE, StepCsv
+from adambnn_larq.callbacks.base import StepCsvCallback
+from adambnn_larq.rundir import FF_STEPS_FILE
 
 log = logging.getLogger(__name__)
 
 
-class FlipRatioCallback(AnalysisCallback):
+class FlipRatioCallback(StepCsvCallback):
     """FF ratio of every iteration, global and per layer, and its running mean.
 
     After each optimizer step the signs of the latent kernels (kept on device as boolean
@@ -48,14 +47,10 @@ class FlipRatioCallback(AnalysisCallback):
     ):
         super().__init__(log_dir, tensorboard=tensorboard)
         self.layer_names = layer_names
-        self._csv: StepCsv | None = None
 
     def _setup(self) -> None:
         self._prepare()
-        self._layers = analysis.analysis_layers(self.student, self.layer_names)
-        self._write_layer_table(self._layers)
-        self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
-        self._sizes = np.array([int(np.prod(v.shape)) for v in self._latents], dtype=np.int64)
+        self._select_layers(self.layer_names)
         self._previous = [
             tf.Variable(tf.greater_equal(v, 0), trainable=False, name="previous_signs")
             for v in self._latents
@@ -63,11 +58,8 @@ class FlipRatioCallback(AnalysisCallback):
         self._count_flips = tf.function(self._flips_on_device, autograph=False)
         names = [layer.name for layer in self._layers]
         header = ["iteration", "epoch", "ff", "ff_mean", *[f"flips:{n}" for n in names]]
-        if self._csv is not None:  # an earlier fit of this callback that did not end
-            self._csv.close()
-        self._csv = StepCsv(self.analysis_dir / FF_STEPS_FILE, header)
         self._last_iteration = self.iteration()
-        rows = self._csv.open(self._last_iteration)
+        rows = self._open_step_csv(FF_STEPS_FILE, header, self._last_iteration)
         self._total_flips = np.zeros(len(names), dtype=np.int64)
         for row in rows:
             self._total_flips += np.array(row[4:], dtype=np.int64)
@@ -130,14 +122,6 @@ class FlipRatioCallback(AnalysisCallback):
         values = {f"ff_layer/{layer.name}": r for layer, r in zip(self._layers, per_layer)}
         values["ff_epoch/global"] = epoch_mean
         self._scalars(values, epoch + 1)
-        self._flush_tensorboard()
-
-    def _continue_training(self) -> None:
-        self._csv.reopen()
-
-    def _finish(self) -> None:
-        if self._csv is not None:
-            self._csv.close()
         self._flush_tensorboard()
 
     @property

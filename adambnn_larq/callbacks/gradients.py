@@ -8,13 +8,12 @@ import numpy as np
 import tensorflow as tf
 
 from adambnn_larq import analysis
-from adambnn_larq.callbacks.base import AnalysisCallback
+from adambnn_larq.callbacks.base import StepCsvCallback
 from adambnn_larq.rundir import (
     GRADIENTS_DIR,
     GRADIENTS_FILE,
     OPTIMIZER_STEPS_FILE,
     EpochLog,
-    StepCsv,
     atomic_write_bytes,
     epoch_archive,
     npz_bytes,
@@ -25,7 +24,7 @@ from adambnn_larq.rundir import (
 DEFAULT_DEAD_THRESHOLD: float = 1e-8
 
 
-class GradientStatisticsCallback(AnalysisCallback):
+class GradientStatisticsCallback(StepCsvCallback):
     """Dead weights per epoch, gradient norms and Adam's second moments per N steps.
 
     Reads the trainer's gradient contract: ``model.gradient_abs_max`` (one variable per
@@ -62,7 +61,6 @@ class GradientStatisticsCallback(AnalysisCallback):
             raise ValueError(f"every_steps must be >= 1, got {every_steps}")
         self.dead_threshold = float(dead_threshold)
         self.every_steps = every_steps
-        self._csv: StepCsv | None = None
 
     def _setup(self) -> None:
         missing = [
@@ -78,9 +76,7 @@ class GradientStatisticsCallback(AnalysisCallback):
             )
         self._prepare()
         (self.analysis_dir / GRADIENTS_DIR).mkdir(exist_ok=True)
-        self._layers = analysis.analysis_layers(self.student)
-        self._write_layer_table(self._layers)
-        self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
+        self._select_layers()
         trackers = list(self.model.gradient_abs_max)
         shapes = [tuple(v.shape) for v in self._latents]
         if [tuple(t.shape) for t in trackers] != shapes:
@@ -98,10 +94,7 @@ class GradientStatisticsCallback(AnalysisCallback):
             *[f"sqrt_v_mean:{n}" for n in names],
         ]
         iteration = self.iteration()
-        if self._csv is not None:  # an earlier fit of this callback that did not end
-            self._csv.close()
-        self._csv = StepCsv(self.analysis_dir / OPTIMIZER_STEPS_FILE, header)
-        self._csv.open(iteration)
+        self._open_step_csv(OPTIMIZER_STEPS_FILE, header, iteration)
         self._log = EpochLog(self.analysis_dir / GRADIENTS_FILE)
         self._log.load(iteration)
         self._moments_of = None
@@ -185,12 +178,4 @@ class GradientStatisticsCallback(AnalysisCallback):
         self._scalars(values, epochs_done)
         if logs is not None:
             logs["dead_weights"] = overall["dead"]
-        self._flush_tensorboard()
-
-    def _continue_training(self) -> None:
-        self._csv.reopen()
-
-    def _finish(self) -> None:
-        if self._csv is not None:
-            self._csv.close()
         self._flush_tensorboard()

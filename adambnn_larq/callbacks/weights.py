@@ -60,9 +60,7 @@ class WeightStatisticsCallback(AnalysisCallback):
     def _setup(self) -> None:
         self._prepare()
         (self.analysis_dir / WEIGHTS_DIR).mkdir(exist_ok=True)
-        self._layers = analysis.analysis_layers(self.student, self.layer_names)
-        self._write_layer_table(self._layers)
-        self._latents = [analysis.latent_kernel(layer) for layer in self._layers]
+        self._select_layers(self.layer_names)
         self._log = EpochLog(self.analysis_dir / WEIGHTS_FILE)
         self._log.load(self.iteration())
         self._start: list[np.ndarray] | None = None
